@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Install everything the controller side needs on a Debian 12 machine: apt packages,
+# podman configured for systemd containers, a virtual environment with the pinned
+# Python packages (ansible bundles the collections), and the collection link that
+# makes this checkout resolvable as mlops.platform. Safe to run again: each step
+# checks before it changes anything.
+set -euo pipefail
+. "$(dirname "$0")/lib.sh"
+
+apt_packages=(podman runc debootstrap netavark aardvark-dns shellcheck postgresql-client python3-venv git make curl)
+
+install_apt() {
+  local missing=()
+  for p in "${apt_packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+  if [ "${#missing[@]}" -eq 0 ]; then
+    log "apt packages present"
+    return
+  fi
+  need_root "installing ${missing[*]}"
+  log "installing apt packages: ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+}
+
+# crun cannot run containers on cgroup v1 hybrid hosts and podman's default rlimits are
+# refused inside some VMs; runc with explicit limits works on both. A drop-in keeps any
+# containers.conf the operator already has.
+configure_podman() {
+  local conf=/etc/containers/containers.conf.d/50-mlops-platform.conf
+  local want
+  want=$(cat <<'CONF'
+# Written by mlops.platform hack/bootstrap.sh for its systemd test containers.
+[containers]
+default_ulimits = ["nofile=16384:16384", "nproc=4096:4096"]
+
+[engine]
+runtime = "runc"
+CONF
+)
+  if [ -f "$conf" ] && [ "$(cat "$conf")" = "$want" ]; then
+    log "podman configured"
+    return
+  fi
+  need_root "configuring podman"
+  mkdir -p "$(dirname "$conf")"
+  printf '%s\n' "$want" >"$conf"
+  log "podman configured ($conf)"
+}
+
+install_venv() {
+  local stamp="$venv/.requirements.sha256"
+  local want
+  want=$(cat "$repo_root/requirements.txt" "$repo_root/requirements-test.txt" | sha256sum | cut -d' ' -f1)
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "virtual environment up to date ($venv)"
+    return
+  fi
+  log "creating virtual environment $venv (pinned packages, a few minutes the first time)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  "$venv/bin/python" -m pip install -q --upgrade pip
+  "$venv/bin/python" -m pip install -q -r "$repo_root/requirements-test.txt"
+  printf '%s\n' "$want" >"$stamp"
+}
+
+# ansible finds collections as <path>/ansible_collections/<namespace>/<name>; the
+# repository root is the collection, so link it there instead of copying.
+link_collection() {
+  local dir="$repo_root/.build/collections/ansible_collections/mlops"
+  mkdir -p "$dir"
+  ln -sfn ../../../.. "$dir/platform"
+  [ -f "$dir/platform/galaxy.yml" ] || die "collection link $dir/platform is broken"
+}
+
+install_apt
+configure_podman
+install_venv
+link_collection
+log "controller ready: $("$venv/bin/ansible" --version | head -n1)"

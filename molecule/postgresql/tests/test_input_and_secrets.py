@@ -1,0 +1,106 @@
+"""Bad input fails before any change, naming the variable; secrets stay out of logs.
+
+Bad input is applied to pg-client-denied, a host without a PostgreSQL server: after
+each refusal the server package must still be absent. The secrets check runs the
+converge variables in check mode at -vvv against the converged server.
+"""
+
+import json
+import os
+import pathlib
+import subprocess
+import tempfile
+
+import pytest
+import testinfra
+
+HERE = pathlib.Path(__file__).parent
+CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
+ALPHA_PASSWORD = "alpha-password-for-tests"
+GOOD_DATABASE = {"name": "app", "owner": "app", "password": "a-good-long-password"}
+
+
+def apply_role(target, variables, *extra):
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(dict(variables, target=target, mlops_credentials_dir=str(CREDENTIALS)), f)
+    try:
+        return subprocess.run(
+            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", "@" + f.name,
+             str(HERE / "apply_role.yml"), *extra],
+            capture_output=True, text=True, timeout=600, check=False,
+        )
+    finally:
+        os.unlink(f.name)
+
+
+BAD_INPUTS = {
+    "database name with a space": (
+        {"postgresql_databases": [dict(GOOD_DATABASE, name="my app")]},
+        ["postgresql_databases", "my app", "naming rule"],
+    ),
+    "unknown auth method": (
+        {"postgresql_clients": [{"address": "10.0.0.0/24", "method": "md5"}]},
+        ["method", "scram-sha-256", "md5", "postgresql_clients"],
+    ),
+    "short password": (
+        {"postgresql_databases": [dict(GOOD_DATABASE, password="short-pw")]},
+        ["postgresql_databases", "app", "shorter than 12 characters"],
+    ),
+    "client network that is not a CIDR": (
+        {"postgresql_clients": [{"address": "10.0.0.300/24"}]},
+        ["postgresql_clients", "10.0.0.300/24", "CIDR"],
+    ),
+    "host bits set in a client network": (
+        {"postgresql_clients": [{"address": "10.0.0.1/24"}]},
+        ["postgresql_clients", "10.0.0.1/24", "host bits zero"],
+    ),
+    "port out of range": (
+        {"postgresql_port": 80},
+        ["postgresql_port", "between 1024 and 65535"],
+    ),
+    "memory size without a unit": (
+        {"postgresql_shared_buffers": "2048"},
+        ["postgresql_shared_buffers", "512MB"],
+    ),
+    "invalid backup calendar": (
+        {"postgresql_backup_enabled": True, "postgresql_backup_on_calendar": "every night"},
+        ["postgresql_backup_on_calendar", "every night", "not a systemd calendar"],
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_fails_before_any_change(case):
+    variables, expected = BAD_INPUTS[case]
+    result = apply_role("pg-client-denied", variables)
+    output = result.stdout + result.stderr
+    assert result.returncode != 0, output
+    for text in expected:
+        assert text in output, "%r missing from the failure of %s:\n%s" % (text, case, output[-3000:])
+    # Nothing was installed: the failure came before the install step.
+    assert "changed=0" in output
+    host = testinfra.get_host("podman://pg-client-denied")
+    assert not host.package("postgresql").is_installed
+    assert not host.file("/etc/postgresql").exists
+
+
+def test_no_password_in_verbose_check_mode_output():
+    beta = (CREDENTIALS / "pg-server" / "postgresql" / "beta.password").read_text().split()[0]
+    variables = {
+        "postgresql_listen_addresses": ["*"],
+        "postgresql_work_mem": "8MB",
+        "postgresql_databases": [
+            {"name": "tracking_alpha", "owner": "alpha", "password": ALPHA_PASSWORD},
+            {"name": "tracking-beta", "owner": "beta"},
+        ],
+        "postgresql_backup_enabled": True,
+        "postgresql_backup_retention": 2,
+    }
+    result = apply_role("pg-server", variables, "--check", "--diff", "-vvv")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert ALPHA_PASSWORD not in output
+    assert beta not in output
+    # And no process on the server carries a password in its command line.
+    cmdlines = testinfra.get_host("podman://pg-server").check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert ALPHA_PASSWORD not in cmdlines and beta not in cmdlines
