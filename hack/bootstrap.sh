@@ -5,6 +5,7 @@
 # makes this checkout resolvable as mlops.platform. Safe to run again: each step
 # checks before it changes anything.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 apt_packages=(podman runc debootstrap netavark aardvark-dns shellcheck postgresql-client python3-venv git make curl)

@@ -5,6 +5,7 @@
 # rebuilt only when its recipe (this file) changed.
 #   hack/build-images.sh [12] [13]
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 need_root "building system container images"
 

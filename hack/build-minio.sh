@@ -5,6 +5,7 @@
 # The community edition ships source only, so this is how the tests and the demo get a
 # real MinIO. Safe to run again: a cached binary that reports its pinned build is reused.
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
 # A module pseudo-version v0.0.0-YYYYMMDDhhmmss-<commit12> carries the commit time and
@@ -14,7 +15,7 @@ stamp_for() {
   local v=$1 ts commit
   ts=$(printf '%s' "$v" | cut -d- -f2)
   commit=$(printf '%s' "$v" | cut -d- -f3)
-  [ "${#ts}" -eq 14 ] && [ "${#commit}" -eq 12 ] || die "$v is not a module pseudo-version"
+  [[ ${#ts} -eq 14 && ${#commit} -eq 12 ]] || die "$v is not a module pseudo-version"
   local d="${ts:0:4}-${ts:4:2}-${ts:6:2}" t="${ts:8:2}:${ts:10:2}:${ts:12:2}"
   printf '%s %s %s' "${d}T${t}Z" "DEVELOPMENT.${d}T${t//:/-}Z" "$commit"
 }

@@ -5,6 +5,7 @@
 # also when a step fails.
 #   hack/molecule.sh SCENARIO [12] [13]
 set -euo pipefail
+# shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 activate
 

@@ -15,8 +15,9 @@ version_added: 0.1.0
 description:
   - True for a CIDR network whose host bits are zero (C(10.0.0.0/24), C(10.0.0.5/32), C(fd00::/64)) or for a DNS
     host name (C(db-client.example.com)).
-  - False for anything else, including a bare IP address without a prefix length, a prefix that is too long, or an
-    address with host bits set such as C(10.0.0.1/24).
+  - False for anything else, including a bare IP address without a prefix length, a prefix that is too long, an
+    address with host bits set such as C(10.0.0.1/24), and the pg_hba keywords C(all), C(samehost) and C(samenet),
+    which would let in every address or whole subnets.
 options:
   _input:
     description: The address to test.
@@ -47,8 +48,14 @@ _LABEL = r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)"
 _HOSTNAME = re.compile(r"^(?=.{1,253}$)(%s\.)*(?!-)(?=.*[A-Za-z])[A-Za-z0-9-]{1,63}(?<!-)$" % _LABEL)
 
 
+# Words pg_hba.conf reads as address keywords rather than host names.
+_KEYWORDS = frozenset(("all", "samehost", "samenet"))
+
+
 def hba_address(value):
     if not isinstance(value, string_types) or not value:
+        return False
+    if value.lower() in _KEYWORDS:
         return False
     if "/" in value:
         try:

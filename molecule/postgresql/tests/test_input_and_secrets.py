@@ -22,10 +22,10 @@ GOOD_DATABASE = {"name": "app", "owner": "app", "password": "a-good-long-passwor
 
 def apply_role(target, variables, *extra):
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(dict(variables, target=target, mlops_credentials_dir=str(CREDENTIALS)), f)
+        json.dump(dict(variables, mlops_credentials_dir=str(CREDENTIALS)), f)
     try:
         return subprocess.run(
-            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "-e", "@" + f.name,
+            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", target, "-e", "@" + f.name,
              str(HERE / "apply_role.yml"), *extra],
             capture_output=True, text=True, timeout=600, check=False,
         )

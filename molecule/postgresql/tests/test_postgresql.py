@@ -122,7 +122,7 @@ def test_backup_runs_from_its_timer_service_and_restores():
     assert setup.rc == 0, setup.stderr
 
     # Three runs with retention 2: two dumps stay, the newest holds the table.
-    for _ in range(3):
+    for _run in range(3):
         server.check_output("systemctl start mlops-postgresql-backup.service")
         server.check_output("sleep 1")
     dumps = sorted(server.check_output("ls -1 /var/backups/postgresql/tracking_alpha").split())

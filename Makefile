@@ -1,0 +1,53 @@
+# mlops.platform: the commands a newcomer runs (see README.md). Every target installs
+# what it needs itself and is safe to run again.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+DEBIAN ?= 12 13
+SCENARIO ?=
+
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units molecule demo demo-destroy build
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+
+deps: ## Install apt packages, podman config, the pinned virtual environment (.venv)
+	@bash hack/bootstrap.sh
+
+images: deps ## Build the Debian 12/13 systemd images for test hosts and the demo
+	@bash hack/build-images.sh $(DEBIAN)
+
+minio: ## Build minio and mc from their Go modules (cached by version)
+	@bash hack/build-minio.sh
+
+testbed: deps images minio ## Everything the tests need
+
+test: ## The whole suite: lint, sanity, unit tests, molecule scenarios (stage durations printed)
+	@bash hack/test.sh
+
+lint: ## yamllint and ansible-lint (production profile)
+	@bash hack/test.sh yamllint ansible-lint
+
+yamllint: ## yamllint only
+	@bash hack/test.sh yamllint
+
+ansible-lint: ## ansible-lint only
+	@bash hack/test.sh ansible-lint
+
+sanity: ## ansible-test sanity on the collection's plugins
+	@bash hack/test.sh sanity
+
+units: ## pytest unit tests
+	@bash hack/test.sh units
+
+molecule: ## Molecule scenarios (SCENARIO=postgresql DEBIAN="12 13" to narrow)
+	@MOLECULE_SCENARIOS="$(SCENARIO)" MOLECULE_DEBIAN_VERSIONS="$(DEBIAN)" bash hack/test.sh molecule
+
+demo: ## Deploy the platform onto a local sandbox container and print how to reach it
+	@bash hack/demo.sh up
+
+demo-destroy: ## Remove the sandbox container and its network (credentials in .demo/ are kept)
+	@bash hack/demo.sh down
+
+build: deps ## Build the collection tarball
+	@.venv/bin/ansible-galaxy collection build --force
