@@ -118,6 +118,14 @@ cd "$copy"
 unset ANSIBLE_CONFIG
 log "ansible-test sanity --python $python_version --venv $*"
 status=0
-ansible-test sanity --python "$python_version" --venv "$@" || status=$?
+output=$(mktemp)
+ansible-test sanity --python "$python_version" --venv "$@" 2>&1 | tee "$output" || status=$?
+# A run that found no files to test exits 0 with "All targets skipped": that is a
+# broken copy, not a clean collection.
+if grep -q 'All targets skipped' "$output"; then
+  echo "ansible-test skipped every target: the copy at $copy holds no files it recognizes" >&2
+  status=1
+fi
+rm -f "$output"
 log "ansible-test sanity finished in $((SECONDS - start)) s (exit status $status)"
 exit "$status"
