@@ -6,7 +6,7 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units molecule demo demo-destroy build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units integration molecule demo demo-destroy build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ sanity: ## ansible-test sanity on the collection's plugins
 
 units: ## pytest unit tests
 	@bash hack/test.sh units
+
+integration: ## Object storage modules against a real MinIO started on loopback
+	@bash hack/test.sh integration
 
 molecule: ## Molecule scenarios (SCENARIO=postgresql DEBIAN="12 13" to narrow)
 	@MOLECULE_SCENARIOS="$(SCENARIO)" MOLECULE_DEBIAN_VERSIONS="$(DEBIAN)" bash hack/test.sh molecule

@@ -8,7 +8,7 @@ set -uo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-all_stages=(deps images minio yamllint ansible-lint sanity units molecule)
+all_stages=(deps images minio yamllint ansible-lint sanity units integration molecule)
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 hack="$repo_root/hack"
@@ -27,6 +27,10 @@ stage_units() {
   activate && cd "$repo_root" || return 1
   # pytest exits 5 when it collects nothing: that is a failure here too.
   python -m pytest -q tests/unit
+}
+stage_integration() {
+  # The object storage modules against a real MinIO the tests start on loopback.
+  activate && cd "$repo_root" && python -m pytest -q tests/integration
 }
 stage_molecule() {
   local scenarios=() s
@@ -72,6 +76,7 @@ for s in deps images minio; do
   for x in "${stages[@]}"; do [ "$x" = "$s" ] && wanted=true; done
   case "$s" in
     images) for x in "${stages[@]}"; do [ "$x" = molecule ] && wanted=true; done ;;
+    minio) for x in "${stages[@]}"; do [ "$x" = integration ] && wanted=true; done ;;
     deps) wanted=true ;;
   esac
   if $wanted; then

@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: postgresql_memory
-author: mlops.platform contributors
+author: mlops.platform maintainers (@mlops-platform)
 short_description: PostgreSQL memory settings derived from a host's RAM
 version_added: 0.1.0
 description:

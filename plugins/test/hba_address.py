@@ -9,7 +9,7 @@ __metaclass__ = type
 
 DOCUMENTATION = r"""
 name: hba_address
-author: mlops.platform contributors
+author: mlops.platform maintainers (@mlops-platform)
 short_description: Whether a value is a client address pg_hba.conf accepts
 version_added: 0.1.0
 description:
