@@ -43,7 +43,7 @@ units: ## pytest unit tests
 integration: ## Object storage modules against a real MinIO started on loopback
 	@bash hack/test.sh integration
 
-molecule: ## Molecule scenarios (SCENARIO=postgresql DEBIAN="12 13" to narrow)
+molecule: ## Molecule scenarios (SCENARIO="postgresql minio_single" DEBIAN=13 to narrow)
 	@MOLECULE_SCENARIOS="$(SCENARIO)" MOLECULE_DEBIAN_VERSIONS="$(DEBIAN)" bash hack/test.sh molecule
 
 demo: ## Deploy the platform onto a local sandbox container and print how to reach it

@@ -22,5 +22,7 @@ need_root() {
 activate() {
   [ -x "$venv/bin/ansible-playbook" ] || die "no virtual environment at $venv: run 'make deps' first"
   export PATH="$venv/bin:$PATH"
+  # The cached MinIO build (hack/build-minio.sh) the tests install and run.
+  export MLOPS_MINIO_BINARY="$cache_dir/minio/$MINIO_MODULE_VERSION/minio"
   export ANSIBLE_CONFIG="$repo_root/ansible.cfg"
 }

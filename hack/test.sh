@@ -76,7 +76,7 @@ for s in deps images minio; do
   for x in "${stages[@]}"; do [ "$x" = "$s" ] && wanted=true; done
   case "$s" in
     images) for x in "${stages[@]}"; do [ "$x" = molecule ] && wanted=true; done ;;
-    minio) for x in "${stages[@]}"; do [ "$x" = integration ] && wanted=true; done ;;
+    minio) for x in "${stages[@]}"; do case "$x" in integration|molecule) wanted=true ;; esac; done ;;
     deps) wanted=true ;;
   esac
   if $wanted; then

@@ -5,32 +5,24 @@ each refusal the server package must still be absent. The secrets check runs the
 converge variables in check mode at -vvv against the converged server.
 """
 
-import json
 import os
 import pathlib
-import subprocess
-import tempfile
+import sys
 
 import pytest
 import testinfra
 
-HERE = pathlib.Path(__file__).parent
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from apply_role import apply_role as apply_any_role  # noqa: E402  pylint: disable=wrong-import-position
+
 CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
 ALPHA_PASSWORD = "alpha-password-for-tests"
 GOOD_DATABASE = {"name": "app", "owner": "app", "password": "a-good-long-password"}
 
 
 def apply_role(target, variables, *extra):
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump(dict(variables, mlops_credentials_dir=str(CREDENTIALS)), f)
-    try:
-        return subprocess.run(
-            ["ansible-playbook", "-i", os.environ["MOLECULE_INVENTORY_FILE"], "--limit", target, "-e", "@" + f.name,
-             str(HERE / "apply_role.yml"), *extra],
-            capture_output=True, text=True, timeout=600, check=False,
-        )
-    finally:
-        os.unlink(f.name)
+    return apply_any_role("mlops.platform.postgresql", target,
+                          dict(variables, mlops_credentials_dir=str(CREDENTIALS)), *extra)
 
 
 BAD_INPUTS = {

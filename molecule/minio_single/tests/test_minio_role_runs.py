@@ -1,0 +1,106 @@
+"""Re-runs of mlops.platform.minio on the converged node: a new binary, secrets at -vvv."""
+
+import os
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import testinfra
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from apply_role import apply_role  # noqa: E402  pylint: disable=wrong-import-position
+
+HOST = "minio-single"
+CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
+node = testinfra.get_host("podman://" + HOST)
+BINARY = os.environ["MLOPS_MINIO_BINARY"]
+
+
+def variables(**overrides):
+    base = {
+        "mlops_credentials_dir": str(CREDENTIALS),
+        "minio_binary_file": BINARY,
+        "minio_drives": ["/srv/minio/disk1", "/srv/minio/disk2"],
+        "minio_tls_enabled": True,
+        "minio_limit_nofile": 16384,
+    }
+    base.update(overrides)
+    return base
+
+
+def main_pid():
+    return node.check_output("systemctl show -p MainPID --value minio")
+
+
+def changed_count(output):
+    recap = [line for line in output.splitlines() if line.startswith(HOST) and "changed=" in line]
+    assert recap, output[-2000:]
+    return int(recap[-1].split("changed=")[1].split()[0])
+
+
+def test_same_binary_no_change_new_binary_one_restart():
+    # The converged node got the binary from a URL; the same bytes from a file, or from
+    # the controller's build cache by module version, change nothing.
+    same = apply_role("mlops.platform.minio", HOST, variables())
+    assert same.returncode == 0, same.stdout[-3000:]
+    assert changed_count(same.stdout) == 0
+    version = pathlib.Path(BINARY).parent.name
+    built = apply_role("mlops.platform.minio", HOST, variables(minio_binary_file="", minio_binary_module_version=version))
+    assert built.returncode == 0, built.stdout[-3000:]
+    assert changed_count(built.stdout) == 0
+
+    pid = main_pid()
+    with tempfile.TemporaryDirectory() as tmp:
+        # Same program, other bytes: an ELF binary ignores data appended to it.
+        newer = os.path.join(tmp, "minio")
+        shutil.copy(BINARY, newer)
+        with open(newer, "ab") as f:
+            f.write(b"\nmlops.platform upgrade test\n")
+        upgraded = apply_role("mlops.platform.minio", HOST, variables(minio_binary_file=newer))
+        assert upgraded.returncode == 0, upgraded.stdout[-3000:]
+        assert "RUNNING HANDLER [mlops.platform.minio : Restart minio]" in upgraded.stdout
+        assert upgraded.stdout.count("RUNNING HANDLER [mlops.platform.minio : Restart minio]") == 1
+        assert changed_count(upgraded.stdout) == 2  # the binary and its one restart
+        assert main_pid() != pid
+        assert node.check_output("sha256sum /usr/local/bin/minio").split()[0] == subprocess.check_output(
+            ["sha256sum", newer], text=True).split()[0]
+        again = apply_role("mlops.platform.minio", HOST, variables(minio_binary_file=newer))
+        assert changed_count(again.stdout) == 0
+
+    # Back to the pinned build, healthy again.
+    restored = apply_role("mlops.platform.minio", HOST, variables())
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    assert node.service("minio").is_running
+
+
+def test_no_root_password_at_vvv_in_check_mode():
+    password = (CREDENTIALS / HOST / "minio" / "root_password").read_text().split()[0]
+    result = apply_role("mlops.platform.minio", HOST, variables(), "--check", "--diff", "-vvv")
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output[-3000:]
+    assert changed_count(result.stdout) == 0
+    assert password not in output
+
+
+def test_bad_input_fails_before_any_change():
+    cases = {
+        "two sources": (dict(minio_binary_url="https://example.invalid/minio", minio_binary_sha256="0" * 64),
+                        "exactly one of"),
+        "url without checksum": (dict(minio_binary_file="", minio_binary_url="https://example.invalid/minio"),
+                                 "no download without a checksum"),
+        "unpinned module": (dict(minio_binary_file="", minio_binary_module_version="latest"), "pinned"),
+        "relative drive": (dict(minio_drives=["data"]), "minio_drives"),
+        "host not among nodes": (dict(minio_nodes=["other1", "other2"]), "minio_nodes"),
+        "short root password": (dict(minio_root_password="short"), "minio_root_password"),
+        "secret in environment": (dict(minio_environment={"MINIO_ROOT_PASSWORD": "x" * 12}), "minio_environment"),
+    }
+    before = node.check_output("stat -c %Y /etc/default/minio /etc/minio/root.env /usr/local/bin/minio")
+    for name, (overrides, message) in cases.items():
+        result = apply_role("mlops.platform.minio", HOST, variables(**overrides))
+        output = result.stdout + result.stderr
+        assert result.returncode != 0, name
+        assert message in output, "%s: %r not in output:\n%s" % (name, message, output[-2000:])
+        assert changed_count(output) == 0, name
+    assert node.check_output("stat -c %Y /etc/default/minio /etc/minio/root.env /usr/local/bin/minio") == before
