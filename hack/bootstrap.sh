@@ -78,4 +78,4 @@ install_apt
 configure_podman
 install_venv
 link_collection
-log "controller ready: $("$venv/bin/ansible" --version | head -n1)"
+log "controller ready: $("$venv/bin/ansible" --version | sed -n 1p)"

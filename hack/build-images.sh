@@ -17,7 +17,7 @@ recipe=$(sha256sum "$0" | cut -c1-16)
 debian_mirror() {
   local uri
   uri=$(grep -rhoE '^(URIs:|deb) +https?://[^ ]+/debian/?( |$)' /etc/apt/sources.list /etc/apt/sources.list.d/ 2>/dev/null \
-    | awk '{print $2}' | head -n1)
+    | awk 'NR == 1 {print $2}')
   printf '%s' "${uri:-http://deb.debian.org/debian}"
 }
 

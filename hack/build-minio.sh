@@ -26,7 +26,7 @@ build() { # name module version
   local time tag commit
   read -r time tag commit <<<"$(stamp_for "$version")"
   if [ -x "$dest/$name" ] && "$dest/$name" --version 2>/dev/null | grep -q "$tag (commit-id=$commit)"; then
-    log "$name $version: cached ($dest/$name)"
+    log "$name $version: cached ($dest/$name): $("$dest/$name" --version | sed -n 1p)"
     return
   fi
   command -v go >/dev/null || die "go (>= 1.24) is required to build $name"
@@ -40,12 +40,8 @@ build() { # name module version
   install -m 0755 "$gobin/$name" "$dest/$name"
   rm -rf "$gobin"
   "$dest/$name" --version | grep -q "$tag (commit-id=$commit)" || die "$name build does not report $tag"
-  log "$name $version: built ($dest/$name)"
+  log "$name $version: built ($dest/$name): $("$dest/$name" --version | sed -n 1p)"
 }
 
 build minio github.com/minio/minio "$MINIO_MODULE_VERSION"
 build mc github.com/minio/mc "$MC_MODULE_VERSION"
-for name in minio mc; do
-  v=MINIO_MODULE_VERSION; [ "$name" = mc ] && v=MC_MODULE_VERSION
-  "$cache_dir/$name/${!v}/$name" --version | head -n1
-done

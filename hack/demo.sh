@@ -16,6 +16,7 @@ up() {
   need_root "the demo sandbox"
   bash "$repo_root/hack/bootstrap.sh"
   bash "$repo_root/hack/build-images.sh" 12
+  bash "$repo_root/hack/build-minio.sh"
   activate
 
   podman network exists "$network" || podman network create "$network" >/dev/null
@@ -44,6 +45,9 @@ all:
       hosts:
         $name:
           ansible_connection: containers.podman.podman
+    minio:
+      hosts:
+        $name:
 YAML
   cat >"$demo_dir/group_vars/all.yml" <<YAML
 ---
@@ -56,6 +60,8 @@ postgresql_databases:
   - name: mlflow
     owner: mlflow
 postgresql_backup_enabled: true
+# The MinIO build hack/build-minio.sh cached on this machine.
+minio_binary_file: "$MLOPS_MINIO_BINARY"
 YAML
 
   log "deploying mlops.platform.site onto $name"
@@ -70,6 +76,9 @@ YAML
   printf '%s:5432:mlflow:mlflow:%s\n' "$address" "$(cut -d' ' -f1 "$password_file")" >"$pgpass"
   PGPASSFILE=$pgpass PGCONNECT_TIMEOUT=5 psql -w -h "$address" -U mlflow -d mlflow -Atc 'SELECT version()' >/dev/null \
     || die "could not log in to PostgreSQL at $address as mlflow"
+  curl -fsS -o /dev/null --max-time 5 "http://$address:9000/minio/health/ready" \
+    || die "MinIO at $address:9000 is not ready"
+  local minio_credentials="$demo_dir/credentials/$name/minio"
 
   cat <<MSG
 
@@ -78,6 +87,9 @@ mlops.platform demo is up on sandbox host $name ($address, podman network $netwo
   PostgreSQL   host $address  port 5432  database mlflow  user mlflow
                password: first word of $password_file
   Connect:     psql -h $address -U mlflow mlflow   (it asks for the password)
+  MinIO        S3 API http://$address:9000  console http://$address:9001
+               root user: $minio_credentials/root_user
+               root password: $minio_credentials/root_password
   Backups:     daily at 02:30 into /var/backups/postgresql on the sandbox
                (run one now: podman exec $name systemctl start mlops-postgresql-backup.service)
   Inventory:   $demo_dir/hosts.yml (re-run: make demo; remove: make demo-destroy)
