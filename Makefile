@@ -6,7 +6,7 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units integration molecule demo demo-destroy build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units integration molecule demo demo-destroy bench build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -51,6 +51,9 @@ demo: ## Deploy the platform onto a local sandbox container and print how to rea
 
 demo-destroy: ## Remove the sandbox container and its network (credentials in .demo/ are kept)
 	@bash hack/demo.sh down
+
+bench: ## Throughput and memory against the seed tutorial's plain server, on the demo sandbox
+	@bash hack/bench.sh
 
 build: deps ## Build the collection tarball
 	@.venv/bin/ansible-galaxy collection build --force

@@ -31,67 +31,74 @@ up() {
     sleep 1
   done
 
-  local subnet address
-  subnet=$(podman network inspect "$network" -f '{{range .Subnets}}{{.Subnet}}{{end}}')
+  local address
   address=$(podman inspect -f "{{(index .NetworkSettings.Networks \"$network\").IPAddress}}" "$name")
 
   mkdir -p "$demo_dir/group_vars"
   cat >"$demo_dir/hosts.yml" <<YAML
 ---
-# Written by hack/demo.sh: the sandbox host, reached with podman exec.
+# Written by hack/demo.sh: the sandbox host, reached with podman exec, runs everything.
 all:
+  hosts:
+    $name:
+      ansible_connection: containers.podman.podman
   children:
-    postgresql:
-      hosts:
-        $name:
-          ansible_connection: containers.podman.podman
-    minio:
-      hosts:
-        $name:
+    postgresql: {hosts: {$name: {}}}
+    minio: {hosts: {$name: {}}}
+    mlflow: {hosts: {$name: {}}}
+    gateway: {hosts: {$name: {}}}
 YAML
   cat >"$demo_dir/group_vars/all.yml" <<YAML
 ---
 # Written by hack/demo.sh. Generated passwords are kept under this directory.
 mlops_credentials_dir: "$demo_dir/credentials"
-postgresql_listen_addresses: ["*"]
-postgresql_clients:
-  - address: "$subnet"
-postgresql_databases:
-  - name: mlflow
-    owner: mlflow
 postgresql_backup_enabled: true
 # The MinIO build hack/build-minio.sh cached on this machine.
 minio_binary_file: "$MLOPS_MINIO_BINARY"
+mlops_tracking_services:
+  - name: team-a
+    mlflow_port: 5001
+    gateway_port: 8443
+    users: [{user_name: alice}]
+  - name: team-b
+    mlflow_port: 5002
+    gateway_port: 8444
+    users: [{user_name: bob}]
 YAML
 
-  log "deploying mlops.platform.site onto $name"
+  log "deploying mlops.platform.site onto $name (the first run installs MLflow: several minutes)"
   (cd "$repo_root" && ansible-playbook -i "$demo_dir/hosts.yml" playbooks/site.yml)
 
-  local password_file="$demo_dir/credentials/$name/postgresql/mlflow.password"
-  [ -f "$password_file" ] || die "expected generated password at $password_file"
-  # Prove it: log in from this machine over the sandbox network with those credentials.
-  local pgpass
-  pgpass=$(mktemp)
-  trap 'rm -f "$pgpass"' RETURN
-  printf '%s:5432:mlflow:mlflow:%s\n' "$address" "$(cut -d' ' -f1 "$password_file")" >"$pgpass"
-  PGPASSFILE=$pgpass PGCONNECT_TIMEOUT=5 psql -w -h "$address" -U mlflow -d mlflow -Atc 'SELECT version()' >/dev/null \
-    || die "could not log in to PostgreSQL at $address as mlflow"
-  curl -fsS -o /dev/null --max-time 5 "http://$address:9000/minio/health/ready" \
-    || die "MinIO at $address:9000 is not ready"
-  local minio_credentials="$demo_dir/credentials/$name/minio"
+  local credentials="$demo_dir/credentials" ca="$demo_dir/credentials/$name/gateway/ca.crt"
+  # Prove it: each service answers through the gateway with its user, and refuses without.
+  local service port user code
+  for service in team-a:8443:alice team-b:8444:bob; do
+    IFS=: read -r service port user <<<"$service"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$ca" \
+      "https://$address:$port/api/2.0/mlflow/experiments/search?max_results=1")
+    [ "$code" = 401 ] || die "$service without credentials answered $code, not 401"
+    code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 --cacert "$ca" -K - \
+      "https://$address:$port/api/2.0/mlflow/experiments/search?max_results=1" \
+      <<<"user = \"$user:$(cut -d' ' -f1 "$credentials/tracking-services/$service/users/$user.password")\"")
+    [ "$code" = 200 ] || die "$service with $user's credentials answered $code, not 200"
+  done
 
   cat <<MSG
 
 mlops.platform demo is up on sandbox host $name ($address, podman network $network).
 
-  PostgreSQL   host $address  port 5432  database mlflow  user mlflow
-               password: first word of $password_file
-  Connect:     psql -h $address -U mlflow mlflow   (it asks for the password)
-  MinIO        S3 API http://$address:9000  console http://$address:9001
-               root user: $minio_credentials/root_user
-               root password: $minio_credentials/root_password
-  Backups:     daily at 02:30 into /var/backups/postgresql on the sandbox
-               (run one now: podman exec $name systemctl start mlops-postgresql-backup.service)
+  team-a   https://$address:8443   user alice
+           password: $credentials/tracking-services/team-a/users/alice.password
+  team-b   https://$address:8444   user bob
+           password: $credentials/tracking-services/team-b/users/bob.password
+  TLS      the gateway's private CA: $ca
+  Log a run:
+    export MLFLOW_TRACKING_URI=https://$address:8443 MLFLOW_TRACKING_USERNAME=alice
+    export MLFLOW_TRACKING_PASSWORD=\$(cat $credentials/tracking-services/team-a/users/alice.password)
+    export MLFLOW_TRACKING_SERVER_CERT_PATH=$ca
+  Services:    .venv/bin/ansible-playbook -i $demo_dir/hosts.yml playbooks/tracking_service.yml -e op=list
+  Secrets:     $credentials/ (database and S3 keys per service under tracking-services/,
+               MinIO root under $name/minio/, PostgreSQL under $name/postgresql/)
   Inventory:   $demo_dir/hosts.yml (re-run: make demo; remove: make demo-destroy)
 MSG
 }

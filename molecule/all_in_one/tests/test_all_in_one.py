@@ -1,0 +1,203 @@
+"""Verify the all-in-one platform as its users meet it: through the gateway, with basic
+auth, from this machine (the controller) and from the host itself."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+
+import pytest
+import requests
+import testinfra
+from minio import Minio
+from minio.error import S3Error
+
+HOST = "mlops-aio"
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+CREDENTIALS = EPHEMERAL / "credentials"
+SERVICES = CREDENTIALS / "tracking-services"
+CA = CREDENTIALS / HOST / "gateway" / "ca.crt"
+HERE = pathlib.Path(__file__).parent
+node = testinfra.get_host("podman://" + HOST)
+
+
+def secret(path):
+    return path.read_text().split()[0]
+
+
+def user_password(service, user):
+    if (service, user) == ("team-a", "alice"):
+        return "Alice-pass-2026"  # given in molecule.yml
+    return secret(SERVICES / service / "users" / (user + ".password"))
+
+
+def address():
+    return subprocess.check_output(
+        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", HOST], text=True).strip()
+
+
+def url(port, path=""):
+    return "https://%s:%d%s" % (address(), port, path)
+
+
+def get(port, path, auth=None):
+    return requests.get(url(port, path), auth=auth, verify=str(CA), timeout=30)
+
+
+def client_env(service, user):
+    env = dict(os.environ)
+    env.update({
+        "MLFLOW_TRACKING_URI": url(8443 if service == "team-a" else 8444),
+        "MLFLOW_TRACKING_USERNAME": user,
+        "MLFLOW_TRACKING_PASSWORD": user_password(service, user),
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": str(CA),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "900",
+    })
+    return env
+
+
+def minio(access_key, secret_key):
+    return Minio("%s:9000" % address(), access_key, secret_key, secure=False)
+
+
+def service_keys(service):
+    return "mlflow-" + service, secret(SERVICES / service / "s3_secret_key")
+
+
+@pytest.fixture(scope="module")
+def tutorial_run():
+    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=client_env("team-a", "alice"),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_every_service_runs_under_systemd_on_loopback():
+    for name, port in (("team-a", 5001), ("team-b", 5002)):
+        service = node.service("mlflow@" + name)
+        assert service.is_running and service.is_enabled
+        assert node.socket("tcp://127.0.0.1:%d" % port).is_listening
+        assert not node.socket("tcp://0.0.0.0:%d" % port).is_listening
+        assert "mlflow" in node.check_output("ps -o user= -p $(systemctl show -p MainPID --value mlflow@%s)" % name)
+
+
+def test_no_job_execution_consumers_and_no_secret_on_a_command_line():
+    commands = node.check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    assert "huey" not in commands
+    for service in ("team-a", "team-b"):
+        assert secret(SERVICES / service / "database.password") not in commands
+        assert service_keys(service)[1] not in commands
+        env_file = node.file("/etc/mlflow/services/%s.env" % service)
+        assert env_file.mode == 0o600 and env_file.user == "root"
+
+
+def test_seed_tutorial_logs_through_the_gateway(tutorial_run):
+    assert tutorial_run["status"] == "FINISHED"
+    assert "training_score" in tutorial_run["metrics"]
+    assert tutorial_run["predictions"] > 0
+    # Proxied artifacts: the client never sees the bucket.
+    assert tutorial_run["artifact_uri"].startswith("mlflow-artifacts:")
+
+
+def test_model_is_in_the_services_bucket_and_not_on_the_hosts_disk(tutorial_run):
+    objects = [o.object_name for o in minio(*service_keys("team-a")).list_objects("mlflow-team-a", recursive=True)]
+    assert any(name.endswith("/MLmodel") for name in objects), objects
+    assert any(name.endswith("model.pkl") for name in objects), objects
+    on_disk = node.check_output("find / -xdev -path /var/lib/minio -prune -o -name MLmodel -print")
+    assert on_disk == ""
+
+
+def test_no_credentials_get_401_with_a_basic_challenge():
+    answer = get(8443, "/api/2.0/mlflow/experiments/search?max_results=1")
+    assert answer.status_code == 401
+    assert answer.headers.get("WWW-Authenticate", "").startswith("Basic")
+
+
+def test_wrong_password_and_the_other_tenants_credentials_get_401():
+    assert get(8443, "/ajax-api/2.0/mlflow/experiments/search?max_results=1", ("alice", "wrong-password")).status_code == 401
+    bob = ("bob", user_password("team-b", "bob"))
+    assert get(8443, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 401
+
+
+def test_ui_page_answers_200_through_the_gateway():
+    answer = get(8443, "/", ("ci-bot", user_password("team-a", "ci-bot")))
+    assert answer.status_code == 200
+    assert "<html" in answer.text.lower()
+    assert answer.headers.get("Strict-Transport-Security")
+    assert answer.headers.get("X-Content-Type-Options") == "nosniff"
+
+
+def test_health_answers_without_credentials():
+    answer = get(8443, "/health")
+    assert answer.status_code == 200 and answer.text.strip() == "OK"
+
+
+def test_tenant_keys_are_scoped_to_their_own_bucket():
+    team_a = minio(*service_keys("team-a"))
+    team_a.bucket_exists("mlflow-team-a")
+    with pytest.raises(S3Error) as denied:
+        list(team_a.list_objects("mlflow-team-b", recursive=True))
+    assert denied.value.code == "AccessDenied"
+
+
+def test_tenant_database_user_cannot_connect_to_the_other_database():
+    password = secret(SERVICES / "team-a" / "database.password")
+    psql = "PGPASSWORD=%s psql -h 127.0.0.1 -U mlflow_team_a -d %s -Atc 'select 1'"
+    assert node.run(psql % (password, "mlflow_team_a")).stdout.strip() == "1"
+    denied = node.run(psql % (password, "mlflow_team_b"))
+    assert denied.rc != 0 and "permission denied" in denied.stderr
+
+
+def test_address_outside_the_allow_list_gets_403_and_inside_it_is_served():
+    bob = ("bob", user_password("team-b", "bob"))
+    assert get(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 403
+    # From the host itself (127.0.0.1 is on the list); the image has no curl.
+    code = node.check_output(
+        "python3 -c \"import base64,ssl,urllib.request as u;"
+        "r=u.Request('https://127.0.0.1:8444/api/2.0/mlflow/experiments/search?max_results=1',"
+        "headers={'Authorization':'Basic '+base64.b64encode(b'bob:%s').decode()});"
+        "print(u.urlopen(r,context=ssl._create_unverified_context()).status)\"" % bob[1])
+    assert code == "200", code
+
+
+def test_tracking_service_info_lists_both_services():
+    done = subprocess.run(
+        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], HOST, "-b", "-m", "mlops.platform.tracking_service_info"],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][HOST]
+    services = {s["name"]: s for s in result["services"]}
+    assert set(services) == {"team-a", "team-b"}
+    assert services["team-a"]["state"] == "running" and services["team-a"]["port"] == 5001
+    assert services["team-b"]["public_url"] == url(8444)
+
+
+def test_two_gigabyte_artifact_round_trips_through_the_gateway():
+    script = r"""
+import hashlib, os, sys, tempfile, mlflow
+size = 2 * 1024 ** 3
+with tempfile.TemporaryDirectory(dir=os.environ.get("MLOPS_BIG_TMP")) as tmp:
+    src = os.path.join(tmp, "big.bin")
+    block = hashlib.sha256(b"mlops").digest() * 32768  # 1 MiB, not all zeros
+    digest = hashlib.sha256()
+    with open(src, "wb") as f:
+        for _ in range(size // len(block)):
+            f.write(block); digest.update(block)
+    with mlflow.start_run() as run:
+        mlflow.log_artifact(src)
+    back = mlflow.artifacts.download_artifacts("runs:/%s/big.bin" % run.info.run_id, dst_path=os.path.join(tmp, "down"))
+    check = hashlib.sha256()
+    with open(back, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            check.update(chunk)
+    print(os.path.getsize(back) == size and check.hexdigest() == digest.hexdigest())
+"""
+    with tempfile.TemporaryDirectory() as tmp:
+        env = dict(client_env("team-a", "ci-bot"), MLOPS_BIG_TMP=tmp)
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
+                              timeout=1200, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "True"
