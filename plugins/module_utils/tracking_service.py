@@ -36,6 +36,9 @@ NAME_RULE = (
 )
 ENV_KEY_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]*$"
 ARTIFACTS_PATTERN = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/\S*)?$"
+# A Host header value as MLflow's allowed hosts compare it: a name or IPv4 address (MLflow
+# takes * wildcards) or a bracketed IPv6 address, with an optional port; no scheme, no path.
+ALLOWED_HOST_PATTERN = r"^([A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9*])?|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}|\*))?$"
 MASK = "********"
 CHANGED_MASK = MASK + "(changed)"
 SECRET_WORDS = ("PASSWORD", "SECRET", "TOKEN")
@@ -196,6 +199,19 @@ def _join_list(option, items):
     return ",".join(items)
 
 
+def allowed_host_problem(value):
+    """Why value cannot be an entry of allowed_hosts, or None when it can."""
+    if not isinstance(value, str):
+        return "allowed_hosts: each entry must be a string, got %r" % (value,)
+    if "://" in value:
+        return ("allowed_hosts: %r has a scheme; an entry is what clients send as the Host header, host[:port] as "
+                "in mlflow.example.com:8443 (the scheme belongs in public_url and cors_origins)" % (value,))
+    if not re.match(ALLOWED_HOST_PATTERN, value):
+        return ("allowed_hosts: %r is not host[:port]: a DNS name or IPv4 address (* wildcards allowed) or a "
+                "[bracketed] IPv6 address, an optional :port, no path or spaces" % (value,))
+    return None
+
+
 def _extra_environment(environment):
     extra = {}
     for key, value in sorted((environment or {}).items()):
@@ -227,6 +243,14 @@ def desired_environment(params, mlflow_version=None):
             raise TrackingServiceError("%s must be between %d and %d, got %d" % (option, low, high, value))
     for option, allow_path in (("s3_endpoint_url", False), ("public_url", True)):
         problem = params.get(option) and _http_url_problem(option, params[option], allow_path)
+        if problem:
+            raise TrackingServiceError(problem)
+    for value in params.get("allowed_hosts") or []:
+        problem = allowed_host_problem(value)
+        if problem:
+            raise TrackingServiceError(problem)
+    for value in params.get("cors_origins") or []:
+        problem = _http_url_problem("cors_origins", value) if value != "*" else None
         if problem:
             raise TrackingServiceError(problem)
     if not params.get("host"):
@@ -602,6 +626,16 @@ class TrackingServiceHost(object):
             if name_problem(name) is None:
                 found.append(name)
         return sorted(found)
+
+    def port_owner(self, port, name):
+        """The other service whose environment file binds port, or None."""
+        for other in self.names():
+            if other == name:
+                continue
+            text, _file_ok = self.read_env(other)
+            if parse_env(text or "").get("MLFLOW_PORT") == str(port):
+                return other
+        return None
 
     def dir_state(self):
         """ok, missing or insecure: the config directory."""

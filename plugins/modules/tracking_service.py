@@ -97,7 +97,9 @@ options:
     type: str
     default: 127.0.0.1
   port:
-    description: Port the server listens on, 1 to 65535. Required unless O(state=absent).
+    description:
+      - Port the server listens on, 1 to 65535. Required unless O(state=absent).
+      - Refused before anything changes when another service's environment file in O(config_dir) has the same port.
     type: int
   workers:
     description: Number of server worker processes; each has its own database connection pool.
@@ -107,10 +109,14 @@ options:
     description:
       - Values of the C(Host) header the server accepts (C(MLFLOW_SERVER_ALLOWED_HOSTS)), such as the public name
         of a gateway in front of it. Not given, MLflow's default (localhost and private addresses).
+      - Each entry is V(host) or V(host:port) as clients send it (C(*) wildcards allowed, IPv6 in brackets); an
+        entry with a scheme such as V(https://mlflow.example.com) is refused before anything changes.
     type: list
     elements: str
   cors_origins:
-    description: Origins allowed to send cross-origin requests (C(MLFLOW_SERVER_CORS_ALLOWED_ORIGINS)).
+    description:
+      - Origins allowed to send cross-origin requests (C(MLFLOW_SERVER_CORS_ALLOWED_ORIGINS)), each
+        an origin such as V(https://mlflow.example.com:8443) (no path), or V(*).
     type: list
     elements: str
   public_url:
@@ -338,6 +344,10 @@ def main():
         desired_text, values = None, {}
         if state != "absent":
             managed, extra = desired_environment(params, mlflow_version(params["venv"]))
+            owner = client.port_owner(params["port"], name)
+            if owner:
+                raise TrackingServiceError("port %d is already the port of tracking service %s (%s); every service "
+                                           "on a host needs its own" % (params["port"], owner, client.env_path(owner)))
             desired_text = render_env(name, managed, extra)
             values = dict(managed, **extra)
             result["internal_url"] = internal_url(params["host"], params["port"])

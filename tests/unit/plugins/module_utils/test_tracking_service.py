@@ -1,6 +1,7 @@
 import pytest
 
 from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import (
+    TrackingServiceHost,
     MASK,
     TrackingServiceError,
     artifacts_destination_problem,
@@ -175,6 +176,13 @@ def test_desired_environment():
     assert extra == {"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "virtual", "HF_TOKEN": "tok", "N": "3"}
 
 
+@pytest.mark.parametrize("host", ["mlflow.example.com", "mlflow.example.com:8443", "10.0.0.5:443", "*.example.com",
+                                  "localhost:*", "[::1]:5001", "*"])
+def test_allowed_hosts_take_host_header_values(host):
+    managed, _extra = desired_environment(params(allowed_hosts=[host]))
+    assert managed["MLFLOW_SERVER_ALLOWED_HOSTS"] == host
+
+
 def test_ignore_tls_is_written_only_when_true():
     managed, _extra = desired_environment(params(s3_ignore_tls=False))
     assert "MLFLOW_S3_IGNORE_TLS" not in managed
@@ -196,6 +204,13 @@ def test_without_keys_and_version_no_aws_or_version_lines():
     (dict(s3_endpoint_url="minio:9000"), "s3_endpoint_url"),
     (dict(public_url="mlflow.example.com"), "public_url"),
     (dict(allowed_hosts=["a,b"]), "allowed_hosts"),
+    (dict(allowed_hosts=["https://mlflow.example.com"]), "allowed_hosts: 'https://mlflow.example.com' has a scheme"),
+    (dict(allowed_hosts=["mlflow.example.com/api"]), "is not host[:port]"),
+    (dict(allowed_hosts=["mlflow.example.com:port"]), "is not host[:port]"),
+    (dict(cors_origins=["mlflow.example.com"]), "cors_origins must look like http(s)://host[:port]"),
+    (dict(cors_origins=["https://a.example.com/ui"]), "cors_origins must not have a path"),
+    (dict(name="team_a"), "not a valid tracking service name"),
+    (dict(artifacts_destination="gs://bucket"), "artifacts_destination must look like s3://"),
     (dict(environment={"MLFLOW_PORT": "1"}), "option port"),
     (dict(environment={"1BAD": "x"}), "not an environment variable name"),
     (dict(environment={"FLAG": True}), "quote it"),
@@ -340,3 +355,14 @@ def test_mlflow_version_reads_the_dist_info(tmp_path):
     (site / "mlflow-3.17.2.dist-info" / "METADATA").write_text(metadata)
     assert mlflow_version(str(tmp_path)) == "3.17.2.post1"
     assert mlflow_version(str(tmp_path / "missing")) is None
+
+
+def test_port_owner_names_the_other_service_on_that_port(tmp_path):
+    for name, port in (("team-a", 5001), ("team-b", 5002)):
+        managed, extra = desired_environment(params(name=name, port=port))
+        (tmp_path / (name + ".env")).write_text(render_env(name, managed, extra))
+    (tmp_path / "Not_A_Service.env").write_text("MLFLOW_PORT=5003\n")
+    client = TrackingServiceHost(None, str(tmp_path))
+    assert client.port_owner(5001, "team-c") == "team-a"
+    assert client.port_owner(5001, "team-a") is None
+    assert client.port_owner(5003, "team-c") is None

@@ -1,0 +1,152 @@
+"""The operator's side of the all-in-one platform: bad input refused before any change,
+and the operations of playbooks/tracking_service.yml on one service. Runs after
+test_all_in_one.py (pytest takes the files in name order): the last test deletes and
+purges team-b."""
+
+import json
+import os
+import re
+import subprocess
+
+import pytest
+import requests
+
+from test_all_in_one import CREDENTIALS, HOST, SERVICES, get, minio, node, secret, user_password
+
+INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+SERVICES_AS_GIVEN = [
+    {"name": "team-a", "mlflow_port": 5001, "gateway_port": 8443,
+     "users": [{"user_name": "alice", "pass": "Alice-pass-2026"}, {"user_name": "ci-bot"}]},
+    {"name": "team-b", "mlflow_port": 5002, "gateway_port": 8444, "allow": ["127.0.0.1/32"],
+     "users": [{"user_name": "bob"}]},
+]
+PREFLIGHT_PLAY = "Check every role's input before any host changes"
+
+
+def playbook(name, extra_vars=None, *args):
+    command = ["ansible-playbook", "-i", INVENTORY, "mlops.platform." + name, *args]
+    if extra_vars is not None:
+        command += ["-e", json.dumps(extra_vars)]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False,
+                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
+                                   ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
+    return done.returncode, done.stdout + done.stderr
+
+
+def recap_changed(output):
+    return [int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1])]
+
+
+def with_change(index, **changes):
+    services = [dict(entry) for entry in SERVICES_AS_GIVEN]
+    services[index].update(changes)
+    return services
+
+
+def service_running(name):
+    return node.service("mlflow@" + name).is_running
+
+
+def local_health(port):
+    """/health of an MLflow instance, asked on the host itself (the image has no curl)."""
+    return node.run("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:%d/health',"
+                    " timeout=5).status)\"" % port).stdout.strip()
+
+
+@pytest.mark.parametrize("services,words", [
+    (with_change(0, name="Team-A"), ["Team-A", "lowercase letters, digits and hyphens"]),
+    (with_change(1, name="team_b"), ["team_b", "lowercase letters, digits and hyphens"]),
+    (with_change(1, mlflow_port=5001), ["tracking_services", "no two services may share a port"]),
+    (with_change(1, gateway_port=8443), ["tracking_services", "no two services may share a port"]),
+    (with_change(0, server_name="https://mlflow.example.com"), ["server_name", "no scheme"]),
+    (with_change(0, bucket="s3://mlflow-team-a"), ["bucket", "lowercase"]),
+], ids=["capitals", "underscore", "mlflow-port-twice", "gateway-port-twice", "host-with-scheme", "bucket-not-a-name"])
+def test_site_refuses_bad_input_before_any_change(services, words):
+    rc, output = playbook("site", {"mlops_tracking_services": services})
+    assert rc != 0, output[-3000:]
+    for word in words:
+        assert word in output, output[-3000:]
+    # The run stopped in the checking play: no role ran, nothing changed.
+    assert re.findall(r"^PLAY \[(.*?)\]", output, re.M) == [PREFLIGHT_PLAY], output[-3000:]
+    assert recap_changed(output) == [0]
+
+
+@pytest.mark.parametrize("args,words", [
+    ({"artifacts_destination": "/srv/mlflow/artifacts", "port": 5003}, ["artifacts_destination", "s3://"]),
+    ({"artifacts_destination": "s3://mlflow-team-c", "port": 5003, "allowed_hosts": ["https://mlflow.example.com"]},
+     ["allowed_hosts", "has a scheme"]),
+    ({"artifacts_destination": "s3://mlflow-team-c", "port": 5001}, ["port 5001", "team-a"]),
+], ids=["artifacts-not-s3", "allowed-host-with-scheme", "port-of-another-service"])
+def test_module_refuses_bad_input_before_any_change(args, words):
+    args = dict(args, name="team-c", state="started", backend_store_uri="postgresql://u:p@127.0.0.1:5432/mlflow_team_c")
+    done = subprocess.run(
+        ["ansible", "-i", INVENTORY, HOST, "-b", "-m", "mlops.platform.tracking_service", "-a", json.dumps(args)],
+        capture_output=True, text=True, timeout=300, check=False,
+        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][HOST]
+    assert result.get("failed") and not result.get("changed"), result
+    for word in words:
+        assert word in result["msg"], result["msg"]
+    assert not node.file("/etc/mlflow/services/team-c.env").exists
+
+
+def test_stop_stops_only_that_service_and_start_brings_it_back():
+    rc, output = playbook("tracking_service", None, "-e", "op=stop", "-e", "service=team-b")
+    assert rc == 0, output[-3000:]
+    assert not service_running("team-b") and local_health(5002) == ""
+    assert service_running("team-a") and get(8443, "/health").status_code == 200
+
+    rc, output = playbook("tracking_service", None, "-e", "op=start", "-e", "service=team-b")
+    assert rc == 0, output[-3000:]
+    assert service_running("team-b") and local_health(5002) == "200"
+
+
+def test_users_file_replaces_the_services_users(tmp_path):
+    users = tmp_path / "users.yml"
+    users.write_text("{'user_name': 'carol', 'pass': 'Carol-pass-2026'}\n")
+    rc, output = playbook("tracking_service", None, "-e", "op=users", "-e", "service=team-a",
+                          "-e", "users_file=%s" % users)
+    assert rc == 0, output[-3000:]
+    assert "Carol-pass-2026" not in output
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert get(8443, search, ("carol", "Carol-pass-2026")).status_code == 200
+    assert get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 401
+
+    # The inventory's users again, as the next site run would do.
+    rc, output = playbook("gateway")
+    assert rc == 0, output[-3000:]
+    assert get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 200
+    assert get(8443, search, ("carol", "Carol-pass-2026")).status_code == 401
+
+
+def database_exists(name):
+    query = "select count(*) from pg_database where datname = '%s'" % name
+    return node.check_output("runuser -u postgres -- psql -Atc \"%s\"" % query) == "1"
+
+
+def root_minio():
+    root = CREDENTIALS / HOST / "minio"
+    return minio(secret(root / "root_user"), secret(root / "root_password"))
+
+
+def test_delete_keeps_the_data_and_purge_drops_it():
+    rc, output = playbook("tracking_service", None, "-e", "op=delete", "-e", "service=team-b")
+    assert rc == 0, output[-3000:]
+    assert not service_running("team-b")
+    assert not node.file("/etc/mlflow/services/team-b.env").exists
+    assert not node.file("/etc/nginx/conf.d/mlops-team-b.conf").exists
+    assert not node.file("/etc/nginx/mlops/team-b.htpasswd").exists
+    with pytest.raises(requests.exceptions.ConnectionError):
+        get(8444, "/health")
+    # team-a is untouched; team-b's data is kept.
+    assert service_running("team-a") and get(8443, "/health").status_code == 200
+    assert database_exists("mlflow_team_b")
+    assert root_minio().bucket_exists("mlflow-team-b")
+    assert (SERVICES / "team-b" / "database.password").exists()
+
+    rc, output = playbook("tracking_service", None, "-e", "op=delete", "-e", "service=team-b", "-e", "purge=true")
+    assert rc == 0, output[-3000:]
+    assert not database_exists("mlflow_team_b")
+    assert not root_minio().bucket_exists("mlflow-team-b")
+    assert not (SERVICES / "team-b").exists()
+    assert database_exists("mlflow_team_a") and root_minio().bucket_exists("mlflow-team-a")
