@@ -6,7 +6,7 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units integration molecule demo demo-destroy bench build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ sanity: ## ansible-test sanity on the collection's plugins
 
 units: ## pytest unit tests
 	@bash hack/test.sh units
+
+jobs: ## The job queue package (jobs/) against a throwaway PostgreSQL
+	@bash hack/test.sh jobs
 
 integration: ## Object storage modules against a real MinIO started on loopback
 	@bash hack/test.sh integration

@@ -8,7 +8,10 @@ set -euo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-apt_packages=(podman runc debootstrap netavark aardvark-dns shellcheck postgresql-client python3-venv git make curl)
+# postgresql-15: server binaries for the job queue's tests (jobs/tests), which start a
+# throwaway cluster of their own; no cluster of the package's is wanted (see below).
+apt_packages=(podman runc debootstrap netavark aardvark-dns shellcheck postgresql-client postgresql-15 python3-venv git
+  make curl)
 
 install_apt() {
   local missing=()
@@ -21,6 +24,10 @@ install_apt() {
   fi
   need_root "installing ${missing[*]}"
   log "installing apt packages: ${missing[*]}"
+  # Keep the PostgreSQL package from creating and starting a "main" cluster here.
+  mkdir -p /etc/postgresql-common/createcluster.d
+  [ -e /etc/postgresql-common/createcluster.d/50-mlops-platform.conf ] ||
+    echo "create_main_cluster = false" >/etc/postgresql-common/createcluster.d/50-mlops-platform.conf
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }

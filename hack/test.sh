@@ -8,7 +8,7 @@ set -uo pipefail
 # shellcheck source=hack/lib.sh
 . "$(dirname "$0")/lib.sh"
 
-all_stages=(deps images minio yamllint ansible-lint sanity units integration molecule)
+all_stages=(deps images minio yamllint ansible-lint sanity units jobs integration molecule)
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 hack="$repo_root/hack"
@@ -27,6 +27,10 @@ stage_units() {
   activate && cd "$repo_root" || return 1
   # pytest exits 5 when it collects nothing: that is a failure here too.
   python -m pytest -q tests/unit
+}
+stage_jobs() {
+  # The job queue package against a throwaway PostgreSQL the tests start on a Unix socket.
+  activate && cd "$repo_root" && PYTHONPATH="$repo_root/jobs/src" python -m pytest -q jobs/tests
 }
 stage_integration() {
   # The object storage modules against a real MinIO the tests start on loopback.
