@@ -1,0 +1,150 @@
+"""The submission API: jobs of a tracking service over HTTP, behind that service's gateway.
+
+The gateway authenticates the user (basic auth, as for MLflow) and sets the
+X-Mlops-Service header to the service the request came to; this server listens on
+loopback only and trusts nothing else: a request without a known service is refused.
+Data scientists never hold database credentials; this server holds the API role's.
+
+Settings come from the environment (the unit's EnvironmentFile):
+  MLOPS_JOBS_DATABASE  libpq connection string of the API role (a secret)
+  MLOPS_JOBS_SERVICES  comma-separated names of the tracking services it serves
+
+  uvicorn --factory mlops_jobs.api:app_from_environment --host 127.0.0.1 --port 5080
+"""
+
+import base64
+import binascii
+import datetime
+import os
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from mlops_jobs.queue import Queue, QueueError
+
+PREFIX = "/api/mlops/jobs"
+SERVICE_HEADER = "x-mlops-service"
+
+
+def job_document(row):
+    """A job row as JSON: timestamps in ISO 8601, nothing of the runner's lease."""
+    return {key: value.isoformat() if isinstance(value, datetime.datetime) else value
+            for key, value in row.items() if key != "lease_until"}
+
+
+def _error(status, message):
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def _user(request):
+    """The basic-auth user name the gateway has checked."""
+    scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        user = base64.b64decode(token, validate=True).decode("utf-8").partition(":")[0]
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return user or None
+
+
+def create_app(database, services):
+    services = frozenset(services)
+
+    def context(request):
+        """(service, user) of a request, or an error response."""
+        service = request.headers.get(SERVICE_HEADER, "")
+        if service not in services:
+            return None, _error(403, "this API answers through a tracking service's gateway only")
+        user = _user(request)
+        if user is None:
+            return None, _error(401, "basic-auth credentials are required")
+        return (service, user), None
+
+    async def body(request):
+        try:
+            data = await request.json()
+        except ValueError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    def with_queue_blocking(action):
+        queue = Queue(database)
+        try:
+            return action(queue)
+        except QueueError as exc:
+            return _error(404 if str(exc).startswith("no job ") else 400, str(exc))
+        finally:
+            queue.close()
+
+    async def with_queue(action):
+        # psycopg blocks: off the event loop.
+        return await run_in_threadpool(with_queue_blocking, action)
+
+    def job_id(request):
+        return int(request.path_params["job_id"])
+
+    async def submit(request):
+        who, error = context(request)
+        if error:
+            return error
+        spec = await body(request)
+        if spec is None:
+            return _error(400, "the request body must be a JSON object: the job's request")
+        return await with_queue(lambda q: JSONResponse(job_document(q.submit(who[0], who[1], spec)), status_code=201))
+
+    async def listing(request):
+        who, error = context(request)
+        if error:
+            return error
+        try:
+            limit = min(max(int(request.query_params.get("limit", "50")), 1), 1000)
+        except ValueError:
+            return _error(400, "limit must be an integer")
+        status = request.query_params.get("status") or None
+        return await with_queue(lambda q: JSONResponse(
+            {"jobs": [job_document(j) for j in q.jobs(who[0], limit=limit, status=status)]}))
+
+    async def show(request):
+        who, error = context(request)
+        if error:
+            return error
+        return await with_queue(lambda q: JSONResponse(job_document(q.get(job_id(request), who[0]))))
+
+    async def cancel(request):
+        who, error = context(request)
+        if error:
+            return error
+        return await with_queue(lambda q: JSONResponse(job_document(q.cancel(job_id(request), who[0]))))
+
+    async def copy(request):
+        who, error = context(request)
+        if error:
+            return error
+        overrides = await body(request)
+        if overrides is None:
+            return _error(400, "the request body must be a JSON object: the fields to change")
+        return await with_queue(lambda q: JSONResponse(
+            job_document(q.copy(job_id(request), who[0], who[1], overrides)), status_code=201))
+
+    async def health(_request):
+        return JSONResponse({"status": "ok"})
+
+    return Starlette(routes=[
+        Route(PREFIX + "/health", health),
+        Route(PREFIX, submit, methods=["POST"]),
+        Route(PREFIX, listing, methods=["GET"]),
+        Route(PREFIX + "/{job_id:int}", show, methods=["GET"]),
+        Route(PREFIX + "/{job_id:int}/cancel", cancel, methods=["POST"]),
+        Route(PREFIX + "/{job_id:int}/copy", copy, methods=["POST"]),
+    ])
+
+
+def app_from_environment():
+    database = os.environ.get("MLOPS_JOBS_DATABASE", "")
+    services = [s for s in os.environ.get("MLOPS_JOBS_SERVICES", "").split(",") if s]
+    if not database or not services:
+        raise SystemExit("MLOPS_JOBS_DATABASE and MLOPS_JOBS_SERVICES must be set")
+    return create_app(database, services)
