@@ -1,0 +1,53 @@
+"""How a job's end and environment are derived (pure logic)."""
+
+import pytest
+
+from mlops_jobs.queue import FINAL
+from mlops_jobs.runs import RUN_STATUS, job_environment, outcome, run_end
+
+TRACKING = {"uri": "https://mlflow.example.com:8443", "username": "runner-gpu-1", "password": "s3cret",
+            "cert_path": "/etc/mlops-runner/ca.crt"}
+
+
+def test_the_command_logs_into_its_run_and_sees_only_its_devices():
+    job = {"id": 7, "env": {"EPOCHS": "3"}}
+    env = job_environment(job, TRACKING, "abc123", "/var/lib/mlops-runner/jobs/7", ["GPU-a", "GPU-b"])
+    assert env["MLFLOW_RUN_ID"] == "abc123" and env["MLFLOW_TRACKING_URI"] == TRACKING["uri"]
+    assert env["MLFLOW_TRACKING_USERNAME"] == "runner-gpu-1" and env["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
+    assert env["CUDA_VISIBLE_DEVICES"] == "GPU-a,GPU-b" and env["NVIDIA_VISIBLE_DEVICES"] == "GPU-a,GPU-b"
+    assert env["MLOPS_OUTPUT_DIR"] == "/var/lib/mlops-runner/jobs/7/outputs" and env["EPOCHS"] == "3"
+
+
+def test_a_cpu_job_sees_no_gpu():
+    env = job_environment({"id": 1, "env": {}}, {"uri": "http://127.0.0.1:5001"}, "r", "/w", [])
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert "MLFLOW_TRACKING_PASSWORD" not in env
+
+
+def test_the_jobs_env_cannot_override_what_the_runner_sets():
+    env = job_environment({"id": 1, "env": {"MLFLOW_RUN_ID": "other", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}},
+                          TRACKING, "mine", "/w", ["GPU-a"])
+    assert env["MLFLOW_RUN_ID"] == "mine" and env["CUDA_VISIBLE_DEVICES"] == "GPU-a"
+
+
+@pytest.mark.parametrize("kwargs,status,reason", [
+    (dict(exit_code=0), "SUCCEEDED", "exit code 0"),
+    (dict(exit_code=3), "FAILED", "exit code 3"),
+    (dict(exit_code=-9), "FAILED", "killed by signal 9"),
+    (dict(exit_code=-15, cancelled=True), "CANCELLED", "cancelled on request"),
+    (dict(exit_code=0, cancelled=True), "CANCELLED", "cancelled on request"),
+    (dict(exit_code=-15, timed_out=True), "TIMED_OUT", "stopped when its timeout ran out"),
+    (dict(exit_code=None), "LOST", "the runner did not see the command end"),
+    (dict(exit_code=0, lost=True), "LOST", "the runner did not see the command end"),
+])
+def test_outcome(kwargs, status, reason):
+    assert outcome(**kwargs) == (status, reason)
+
+
+def test_every_final_state_has_a_run_status_and_tags():
+    assert set(RUN_STATUS) == set(FINAL)
+    assert run_end("CANCELLED", -15, "cancelled on request", "gpu-1") == (
+        "KILLED", {"mlops.job_status": "CANCELLED", "mlops.reason": "cancelled on request",
+                   "mlops.runner": "gpu-1", "mlops.exit_code": "-15"})
+    status, tags = run_end("LOST", None, "the runner did not see the command end", "gpu-1")
+    assert status == "FAILED" and "mlops.exit_code" not in tags
