@@ -38,6 +38,7 @@ def test_the_jobs_env_cannot_override_what_the_runner_sets():
     (dict(exit_code=0, cancelled=True), "CANCELLED", "cancelled on request"),
     (dict(exit_code=-15, timed_out=True), "TIMED_OUT", "stopped when its timeout ran out"),
     (dict(exit_code=None), "LOST", "the runner did not see the command end"),
+    (dict(exit_code=None, cancelled=True), "CANCELLED", "cancelled on request"),
     (dict(exit_code=0, lost=True), "LOST", "the runner did not see the command end"),
 ])
 def test_outcome(kwargs, status, reason):

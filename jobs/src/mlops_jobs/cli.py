@@ -88,7 +88,7 @@ def request_fields(args, submitting):
         fields["commit"] = args.commit
     if args.command:
         fields["command"] = " ".join(args.command)
-    for name in ("gpus", "cpus", "retries", "image"):
+    for name in ("gpus", "cpus", "retries", "image", "experiment"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
     if args.parent_run:
@@ -148,6 +148,7 @@ def parser():
         sub.add_argument("--env", action="append", help="NAME=VALUE for the job")
         sub.add_argument("--image", help="container image (podman executor)")
         sub.add_argument("--retries", type=int, help="attempts after a failure (default 0)")
+        sub.add_argument("--experiment", help="MLflow experiment of the job's run (default jobs)")
 
     request_options(commands.add_parser("submit", help="queue a job: options, then -- and the command"))
     listing = commands.add_parser("list", help="jobs of the service, newest first")

@@ -23,7 +23,7 @@ CANCEL_CHANNEL = "mlops_jobs_cancel"
 # Failures of the platform before a job's command starts, after which it is failed.
 MAX_INFRA_FAILURES = 3
 SPEC_FIELDS = ("repository", "commit", "command", "gpus", "cpus", "memory_mb", "timeout_s", "inputs",
-               "parent_run_id", "env", "image", "retries")
+               "parent_run_id", "env", "image", "retries", "experiment")
 JSON_FIELDS = ("inputs", "env")
 
 
@@ -70,9 +70,9 @@ def validate_spec(spec):
     if unknown:
         raise QueueError("unknown job fields: %s" % ", ".join(unknown))
     job = {"gpus": 0, "cpus": 1, "memory_mb": 1024, "timeout_s": None, "inputs": [], "parent_run_id": None,
-           "env": {}, "image": None, "retries": 0}
+           "env": {}, "image": None, "retries": 0, "experiment": "jobs"}
     job.update({k: v for k, v in spec.items() if v is not None})
-    for field in ("repository", "commit", "command"):
+    for field in ("repository", "commit", "command", "experiment"):
         if not isinstance(job.get(field), str) or not job[field].strip():
             raise QueueError("%s is required and must be a non-empty string" % field)
     for field, low in (("gpus", 0), ("cpus", 1), ("memory_mb", 1), ("retries", 0)):

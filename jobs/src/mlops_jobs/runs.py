@@ -45,12 +45,14 @@ def outcome(exit_code, cancelled=False, timed_out=False, lost=False):
     The order matters: a job the runner stopped (cancel, timeout) is reported as stopped
     whatever its exit code, and one whose exit was not seen is never a success.
     """
-    if lost or exit_code is None:
+    if lost:
         return "LOST", "the runner did not see the command end"
     if cancelled:
         return "CANCELLED", "cancelled on request"
     if timed_out:
         return "TIMED_OUT", "stopped when its timeout ran out"
+    if exit_code is None:
+        return "LOST", "the runner did not see the command end"
     if exit_code == 0:
         return "SUCCEEDED", "exit code 0"
     if exit_code < 0:

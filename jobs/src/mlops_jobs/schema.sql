@@ -35,6 +35,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     parent_run_id text,
     env jsonb NOT NULL DEFAULT '{}',
     image text,
+    -- The MLflow experiment of the job's run (created when missing).
+    experiment text NOT NULL DEFAULT 'jobs',
     -- Attempts after a non-zero exit or a lost runner, only when the job asks for them.
     retries integer NOT NULL DEFAULT 0 CHECK (retries >= 0),
     attempt integer NOT NULL DEFAULT 1,

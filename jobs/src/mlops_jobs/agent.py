@@ -1,0 +1,337 @@
+"""The runner agent: one per runner host (mlops-runner.service), claiming jobs that fit
+what the host has free, running them through an executor, and reporting each job's
+output, log and end to its MLflow run and to the queue.
+
+  mlops-runner --config /etc/mlops-runner/config.json
+
+The configuration (JSON, root-only: it holds secrets):
+  name               this runner in the queue (default: the host name)
+  database           libpq connection string of the queue's runner role
+  work_dir           where job directories and the environment cache live
+  executor           "process" (default)
+  gpu_ids, cpus, memory_mb   the inventory; detected when left out (mlops_jobs.inventory)
+  min_free_disk_mb   claim nothing while work_dir has less free (default 2048)
+  lease_seconds, poll_seconds, log_upload_seconds, stop_grace_seconds
+  services           {name: {uri, username, password, cert_path}}: the tracking services
+                     it runs jobs of, as this host reaches them
+"""
+
+import argparse
+import concurrent.futures
+import contextlib
+import json
+import logging
+import os
+import shutil
+import signal
+import socket
+import threading
+import time
+
+from mlops_jobs import inventory, runs
+from mlops_jobs.executors import EXECUTORS, ExecutorError, Gone
+from mlops_jobs.queue import Queue
+
+LOG = logging.getLogger("mlops-runner")
+DEFAULTS = {"executor": "process", "min_free_disk_mb": 2048, "lease_seconds": 60, "poll_seconds": 5,
+            "log_upload_seconds": 30, "stop_grace_seconds": 8, "work_dir": "/var/lib/mlops-runner"}
+# MLflow reads the tracking credentials from the environment on every request; the agent
+# serves several tracking services, so calls for one service hold this lock while its
+# credentials are in the environment.
+_TRACKING_ENV_LOCK = threading.Lock()
+TRACKING_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD",
+                "cert_path": "MLFLOW_TRACKING_SERVER_CERT_PATH"}
+
+
+@contextlib.contextmanager
+def tracking(service):
+    """An MlflowClient for service, with its credentials in the environment meanwhile."""
+    from mlflow.tracking import MlflowClient  # imported late: the agent's start should not wait for it
+
+    with _TRACKING_ENV_LOCK:
+        saved = {name: os.environ.get(name) for name in TRACKING_ENV.values()}
+        try:
+            for key, name in TRACKING_ENV.items():
+                if service.get(key):
+                    os.environ[name] = service[key]
+                else:
+                    os.environ.pop(name, None)
+            yield MlflowClient(tracking_uri=service["uri"])
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+class Job(object):
+    """A job this agent holds, and what it knows of it."""
+
+    def __init__(self, row, workdir):
+        self.row = row
+        self.id = row["id"]
+        self.workdir = workdir
+        self.log_path = os.path.join(workdir, "job.log")
+        self.handle = None
+        self.preparing = None
+        self.started = None
+        self.cancelled = False
+        self.timed_out = False
+        self.stop_sent = None
+        self.last_upload = 0.0
+
+    def save_handle(self, handle):
+        self.handle = handle
+        with open(os.path.join(self.workdir, "handle"), "w") as out:
+            out.write(handle)
+
+    def saved_handle(self):
+        try:
+            with open(os.path.join(self.workdir, "handle")) as saved:
+                return saved.read().strip() or None
+        except OSError:
+            return None
+
+
+class Agent(object):
+    def __init__(self, config, queue=None, executor=None):
+        self.config = dict(DEFAULTS, **config)
+        self.name = self.config.get("name") or socket.gethostname()
+        self.services = self.config.get("services") or {}
+        self.queue = queue or Queue(self.config["database"], lease_seconds=self.config["lease_seconds"])
+        work_dir = self.config["work_dir"]
+        self.jobs_dir = os.path.join(work_dir, "jobs")
+        os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
+        self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"))
+        self.jobs = {}
+        self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="prepare")
+        self.stopping = False
+        self.last_reap = 0.0
+
+    # start-up
+
+    def register(self):
+        found = inventory.host_inventory(self.config.get("gpu_ids"), self.config.get("cpus"),
+                                         self.config.get("memory_mb"))
+        self.queue.register(self.name, found["gpu_ids"], found["cpus"], found["memory_mb"], sorted(self.services))
+        LOG.info("runner %s: %d GPUs %s, %d CPUs, %d MB, services %s", self.name, len(found["gpu_ids"]),
+                 found["gpu_ids"], found["cpus"], found["memory_mb"], sorted(self.services))
+        return found
+
+    def reconcile(self):
+        """Jobs the queue says this runner holds: watch on those still running, settle the rest."""
+        for row in self.queue.held(self.name):
+            job = Job(row, os.path.join(self.jobs_dir, str(row["id"])))
+            handle = job.saved_handle() if os.path.isdir(job.workdir) else None
+            if row["status"] == "RUNNING" and handle:
+                try:
+                    code = self.executor.poll(handle)
+                except Gone:
+                    code = "gone"
+                if code is None:
+                    job.handle, job.started = handle, time.monotonic()
+                    self.jobs[job.id] = job
+                    LOG.info("job %d: still running (%s), watching it again", job.id, handle)
+                    continue
+                if code != "gone":
+                    job.handle = handle
+                    self.jobs[job.id] = job
+                    self.finish(job, code)
+                    continue
+            if row["status"] == "CLAIMED":
+                self.queue.retry(job.id, self.name, "runner %s restarted while staging the job" % self.name, True)
+                LOG.info("job %d: back to the queue (it had not started)", job.id)
+            else:
+                self.jobs[job.id] = job
+                self.finish(job, None, lost=True)
+
+    # the loop
+
+    def free_disk_mb(self):
+        return shutil.disk_usage(self.jobs_dir).free // (1024 * 1024)
+
+    def claim(self):
+        while not self.stopping:
+            if self.free_disk_mb() < self.config["min_free_disk_mb"]:
+                LOG.warning("claiming nothing: %d MB free in %s, below min_free_disk_mb", self.free_disk_mb(),
+                            self.jobs_dir)
+                return
+            row = self.queue.claim(self.name)
+            if row is None:
+                return
+            service = self.services.get(row["service"])
+            workdir = os.path.join(self.jobs_dir, str(row["id"]))
+            shutil.rmtree(workdir, ignore_errors=True)
+            for sub in ("", "outputs", "inputs"):
+                os.makedirs(os.path.join(workdir, sub), mode=0o755, exist_ok=True)
+            job = Job(row, workdir)
+            self.jobs[job.id] = job
+            LOG.info("job %d claimed: %s@%s, %d GPUs %s", job.id, row["repository"], row["commit"][:12], row["gpus"],
+                     row["gpu_ids"])
+            if service is None:
+                self.queue.retry(job.id, self.name, "runner %s has no credentials for tracking service %s"
+                                 % (self.name, row["service"]), True)
+                del self.jobs[job.id]
+                continue
+            job.preparing = self.pool.submit(self.prepare, job, service)
+
+    def prepare(self, job, service):
+        """In a worker thread: the job's run, checkout and environment."""
+        run_id = job.row["run_id"]
+        if not run_id:
+            with tracking(service) as client:
+                experiment = client.get_experiment_by_name(job.row["experiment"])
+                experiment_id = (experiment.experiment_id if experiment
+                                 else client.create_experiment(job.row["experiment"]))
+                run = client.create_run(experiment_id, tags={runs.JOB_TAG: str(job.id), runs.RUNNER_TAG: self.name,
+                                                             "mlflow.user": job.row["submitted_by"]},
+                                        run_name="job-%d" % job.id)
+                run_id = run.info.run_id
+                for key in ("repository", "commit", "command", "gpus", "cpus", "memory_mb"):
+                    client.log_param(run_id, "job." + key, str(job.row[key]))
+        prepared = self.executor.prepare(job.row, job.workdir)
+        env = runs.job_environment(job.row, service, run_id, job.workdir, job.row["gpu_ids"])
+        return run_id, prepared, env
+
+    def start_prepared(self, job):
+        try:
+            run_id, prepared, env = job.preparing.result()
+        except (ExecutorError, OSError) as exc:
+            LOG.error("job %d: staging failed: %s", job.id, exc)
+            self.queue.retry(job.id, self.name, "staging failed on %s: %s" % (self.name, str(exc)[-500:]), True)
+            del self.jobs[job.id]
+            return
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            # The tracking service refused or was unreachable: a platform failure as well.
+            LOG.error("job %d: could not create its run: %s", job.id, exc)
+            self.queue.retry(job.id, self.name, "could not create the job's run: %s" % str(exc)[-500:], True)
+            del self.jobs[job.id]
+            return
+        job.preparing = None
+        job.row["run_id"] = run_id
+        handle = self.executor.start(job.row, job.workdir, env, job.log_path, prepared)
+        job.save_handle(handle)
+        job.started = time.monotonic()
+        if not self.queue.start(job.id, self.name, run_id):
+            # Cancelled (or reaped) while it was staged.
+            job.cancelled = True
+            self.executor.stop(handle)
+        LOG.info("job %d running as %s, run %s", job.id, handle, run_id)
+
+    def watch(self, cancel_ids):
+        now = time.monotonic()
+        for job in list(self.jobs.values()):
+            if job.preparing is not None:
+                if job.id in cancel_ids:
+                    job.cancelled = True
+                if job.preparing.done():
+                    self.start_prepared(job)
+                continue
+            if job.handle is None:
+                continue
+            timeout = job.row["timeout_s"]
+            if job.stop_sent is None and (job.id in cancel_ids or job.cancelled):
+                job.cancelled = True
+                job.stop_sent = now
+                self.executor.stop(job.handle)
+                LOG.info("job %d: cancelled, stopping it", job.id)
+            elif job.stop_sent is None and timeout and now - job.started > timeout:
+                job.timed_out = True
+                job.stop_sent = now
+                self.executor.stop(job.handle)
+                LOG.info("job %d: timeout of %d s reached, stopping it", job.id, timeout)
+            elif job.stop_sent is not None and now - job.stop_sent > self.config["stop_grace_seconds"]:
+                self.executor.kill(job.handle)
+            try:
+                code = self.executor.poll(job.handle)
+            except Gone:
+                self.finish(job, None, lost=True)
+                continue
+            if code is not None:
+                self.finish(job, code)
+            elif now - job.last_upload > self.config["log_upload_seconds"]:
+                self.upload(job, outputs=False)
+
+    def upload(self, job, outputs):
+        """The log so far (and at the end the outputs) as artifacts of the job's run."""
+        service = self.services.get(job.row["service"])
+        if not job.row.get("run_id") or service is None:
+            return
+        job.last_upload = time.monotonic()
+        try:
+            with tracking(service) as client:
+                if os.path.exists(job.log_path):
+                    client.log_artifact(job.row["run_id"], job.log_path, "logs")
+                outputs_dir = os.path.join(job.workdir, "outputs")
+                if outputs and os.path.isdir(outputs_dir) and os.listdir(outputs_dir):
+                    client.log_artifacts(job.row["run_id"], outputs_dir, "outputs")
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            LOG.warning("job %d: upload to run %s failed: %s", job.id, job.row["run_id"], exc)
+
+    def finish(self, job, exit_code, lost=False):
+        status, reason = runs.outcome(exit_code, job.cancelled, job.timed_out, lost)
+        self.upload(job, outputs=True)
+        settled = status
+        if status in ("FAILED", "LOST") and job.row["attempt"] <= job.row["retries"]:
+            settled = self.queue.retry(job.id, self.name, reason, infrastructure=False)
+        elif not self.queue.finish(job.id, self.name, status, exit_code, reason):
+            settled = None
+        if job.row.get("run_id") and settled != "QUEUED":
+            run_status, tags = runs.run_end(status, exit_code, reason, self.name)
+            try:
+                with tracking(self.services[job.row["service"]]) as client:
+                    for key, value in tags.items():
+                        client.set_tag(job.row["run_id"], key, value)
+                    client.set_terminated(job.row["run_id"], run_status)
+            except Exception as exc:  # pylint: disable=broad-exception-caught
+                LOG.warning("job %d: could not end run %s: %s", job.id, job.row["run_id"], exc)
+        if job.handle:
+            self.executor.cleanup(job.handle)
+        LOG.info("job %d: %s (%s)%s", job.id, status, reason, "" if settled else ", already settled by the reaper")
+        del self.jobs[job.id]
+
+    def step(self):
+        now = time.monotonic()
+        if now - self.last_reap > self.config["lease_seconds"] / 3.0:
+            self.last_reap = now
+            for job_id, status in self.queue.reap():
+                LOG.info("reaper: job %d -> %s", job_id, status)
+        cancel_ids = set(self.queue.renew(self.name))
+        self.watch(cancel_ids)
+        if not self.stopping:
+            self.claim()
+
+    def serve(self):
+        self.register()
+        self.reconcile()
+        self.queue.listen()
+        signal.signal(signal.SIGTERM, self.request_stop)
+        while not (self.stopping and not self.jobs):
+            self.step()
+            # Woken by a submission or a cancel; the timeout is the polling fallback and
+            # the pace of watching running jobs.
+            self.queue.wait(1.0 if self.jobs else self.config["poll_seconds"])
+        self.pool.shutdown()
+
+    def request_stop(self, *_args):
+        """SIGTERM: claim nothing more, finish what runs (drain), then exit."""
+        LOG.info("stopping: claiming nothing more, waiting for %d jobs", len(self.jobs))
+        self.stopping = True
+
+
+def main(argv=None):
+    options = argparse.ArgumentParser(prog="mlops-runner", description="mlops.platform runner agent")
+    options.add_argument("--config", default="/etc/mlops-runner/config.json")
+    options.add_argument("--drain", action="store_true", help="set this runner to claim nothing more, and exit")
+    options.add_argument("--undrain", action="store_true", help="let this runner claim jobs again, and exit")
+    args = options.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    with open(args.config) as handle:
+        config = json.load(handle)
+    if args.drain or args.undrain:
+        queue = Queue(config["database"])
+        queue.set_draining(config.get("name") or socket.gethostname(), args.drain)
+        return 0
+    Agent(config).serve()
+    return 0

@@ -1,0 +1,206 @@
+"""Executors: how a runner starts, watches and stops a job's command.
+
+The interface is kept narrow on purpose, so that a Slurm or Kubernetes executor fits
+behind it: prepare the job's environment, start its command with an environment and a
+log file, ask whether it still runs (and its exit code once it does not), stop it.
+A handle is a string the agent keeps in the job's work directory, so that an agent
+that restarts finds its jobs again (or learns they are gone).
+
+`process` (the default) runs the command from the job's checkout in a virtual
+environment made from the repository's requirements.txt (cached by its hash), as a
+transient systemd unit with the job's CPU and memory limits and BindsTo= the agent's
+unit: when the agent dies, its jobs die with it and are reported LOST, never left
+running unwatched.
+
+`local` runs the command as a child process of the agent, from the same checkout and
+cached environment, without resource limits: for development machines without systemd.
+Its jobs die with the agent as well (the kernel kills them when it exits).
+"""
+
+import ctypes
+import hashlib
+import os
+import shlex
+import shutil
+import signal
+import subprocess
+
+_LIBC = ctypes.CDLL(None, use_errno=True)
+_PR_SET_PDEATHSIG = 1
+
+
+class ExecutorError(Exception):
+    """Starting or preparing a job failed for a reason of the platform, not of the job."""
+
+
+class Gone(Exception):
+    """The executor knows nothing of this handle any more."""
+
+
+def run(argv, timeout=600, env=None, cwd=None):
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd, check=False)
+    if done.returncode != 0:
+        raise ExecutorError("%s failed (exit %d): %s" % (" ".join(shlex.quote(a) for a in argv[:3]),
+                                                         done.returncode, (done.stderr or done.stdout)[-2000:]))
+    return done.stdout
+
+
+def checkout(repository, commit, destination, timeout=900):
+    """The repository at commit in destination: a shallow fetch of that one commit."""
+    os.makedirs(destination, exist_ok=True)
+    run(["git", "init", "-q", destination])
+    run(["git", "-C", destination, "fetch", "-q", "--depth", "1", repository, commit], timeout=timeout)
+    run(["git", "-C", destination, "checkout", "-q", "--detach", "FETCH_HEAD"])
+    head = run(["git", "-C", destination, "rev-parse", "HEAD"]).strip()
+    if head != commit:
+        raise ExecutorError("checked out %s, not the requested commit %s" % (head, commit))
+
+
+def write_env_file(path, env):
+    """KEY="value" lines as systemd reads them; 0600: it holds the tracking password."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        for key, value in sorted(env.items()):
+            if "\n" in value:
+                raise ExecutorError("the value of %s has a line break" % key)
+            handle.write('%s="%s"\n' % (key, value.replace("\\", "\\\\").replace('"', '\\"')))
+
+
+class CheckoutExecutor(object):
+    """What process and local share: the job's checkout and its cached environment."""
+
+    def __init__(self, cache_dir, python="python3"):
+        self.cache_dir = cache_dir
+        self.python = python
+
+    def environment_dir(self, source):
+        """A virtual environment with the checkout's requirements.txt, made once per content."""
+        requirements = os.path.join(source, "requirements.txt")
+        content = open(requirements, "rb").read() if os.path.exists(requirements) else b""
+        venv = os.path.join(self.cache_dir, "venvs", hashlib.sha256(content).hexdigest()[:16])
+        if os.path.exists(os.path.join(venv, ".complete")):
+            return venv
+        partial = venv + ".partial"
+        shutil.rmtree(partial, ignore_errors=True)
+        # System site packages: a host's PyTorch/CUDA stack is reused, not downloaded per job.
+        run([self.python, "-m", "venv", "--system-site-packages", partial])
+        if content:
+            run([os.path.join(partial, "bin", "pip"), "install", "-q", "-r", requirements], timeout=3600)
+        shutil.rmtree(venv, ignore_errors=True)
+        os.rename(partial, venv)
+        open(os.path.join(venv, ".complete"), "w").close()
+        return venv
+
+    def prepare(self, job, workdir):
+        source = os.path.join(workdir, "src")
+        checkout(job["repository"], job["commit"], source)
+        return {"venv": self.environment_dir(source), "source": source}
+
+    @staticmethod
+    def command_environment(env, prepared):
+        return dict(env, PATH="%s/bin:/usr/local/bin:/usr/bin:/bin" % prepared["venv"], VIRTUAL_ENV=prepared["venv"])
+
+
+class ProcessExecutor(CheckoutExecutor):
+    name = "process"
+
+    def __init__(self, cache_dir, python="python3", agent_unit="mlops-runner.service", job_user=None):
+        super().__init__(cache_dir, python)
+        self.agent_unit = agent_unit
+        self.job_user = job_user
+
+    def start(self, job, workdir, env, log_path, prepared):
+        unit = "mlops-job-%d" % job["id"]
+        env = self.command_environment(env, prepared)
+        env_file = os.path.join(workdir, "job.env")
+        write_env_file(env_file, env)
+        argv = ["systemd-run", "--quiet", "--unit", unit, "--property", "RemainAfterExit=yes",
+                "--property", "EnvironmentFile=%s" % env_file,
+                "--property", "WorkingDirectory=%s" % prepared["source"],
+                "--property", "MemoryMax=%dM" % job["memory_mb"], "--property", "MemorySwapMax=0",
+                "--property", "CPUQuota=%d%%" % (100 * job["cpus"]),
+                "--property", "StandardOutput=append:%s" % log_path,
+                "--property", "StandardError=append:%s" % log_path,
+                "--property", "KillMode=control-group", "--property", "TimeoutStopSec=10"]
+        if self.agent_unit:
+            argv += ["--property", "BindsTo=%s" % self.agent_unit, "--property", "After=%s" % self.agent_unit]
+        if self.job_user:
+            argv += ["--uid", self.job_user]
+        run(argv + ["--", "/bin/sh", "-c", job["command"]])
+        return unit
+
+    def _show(self, unit):
+        out = run(["systemctl", "show", unit, "--property", "LoadState,ActiveState,SubState,ExecMainCode,"
+                   "ExecMainStatus"])
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def poll(self, handle):
+        """None while the command runs; its exit code after (a negative signal number when killed)."""
+        state = self._show(handle)
+        if state.get("LoadState") != "loaded" or state.get("ActiveState") in ("inactive", ""):
+            raise Gone(handle)
+        code, status = state.get("ExecMainCode", "0"), int(state.get("ExecMainStatus", "0") or 0)
+        if code == "0" and state.get("ActiveState") in ("active", "activating", "deactivating"):
+            return None
+        # ExecMainCode: 1 exited (status is the exit code), 2/3 killed/dumped (status is the signal).
+        return status if code == "1" else -status
+
+    def stop(self, handle):
+        subprocess.run(["systemctl", "kill", "--signal", "SIGTERM", handle], capture_output=True, check=False)
+
+    def kill(self, handle):
+        subprocess.run(["systemctl", "kill", "--signal", "SIGKILL", handle], capture_output=True, check=False)
+
+    def cleanup(self, handle):
+        subprocess.run(["systemctl", "stop", handle], capture_output=True, check=False)
+        subprocess.run(["systemctl", "reset-failed", handle], capture_output=True, check=False)
+
+
+def _die_with_parent():
+    _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+class LocalExecutor(CheckoutExecutor):
+    name = "local"
+
+    def __init__(self, cache_dir, python="python3"):
+        super().__init__(cache_dir, python)
+        self.children = {}
+
+    def start(self, job, workdir, env, log_path, prepared):
+        with open(log_path, "ab") as log:
+            child = subprocess.Popen(  # pylint: disable=subprocess-popen-preexec-fn
+                ["/bin/sh", "-c", job["command"]], cwd=prepared["source"], env=self.command_environment(env, prepared),
+                stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                preexec_fn=_die_with_parent)
+        handle = "local:%d" % child.pid
+        self.children[handle] = child
+        return handle
+
+    def poll(self, handle):
+        if handle not in self.children:
+            raise Gone(handle)
+        return self.children[handle].poll()
+
+    def _signal(self, handle, signum):
+        child = self.children.get(handle)
+        if child is not None and child.poll() is None:
+            try:
+                os.killpg(child.pid, signum)
+            except ProcessLookupError:
+                pass
+
+    def stop(self, handle):
+        self._signal(handle, signal.SIGTERM)
+
+    def kill(self, handle):
+        self._signal(handle, signal.SIGKILL)
+
+    def cleanup(self, handle):
+        self.kill(handle)
+        child = self.children.pop(handle, None)
+        if child is not None:
+            child.wait()
+
+
+EXECUTORS = {"process": ProcessExecutor, "local": LocalExecutor}

@@ -1,0 +1,247 @@
+"""The runner agent end to end on this machine: jobs from the real queue, a real git
+repository served from disk, a real MLflow server on loopback, the `local` executor
+(child processes: this machine has no systemd; the `process` executor's transient units
+are exercised on systemd test hosts)."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mlops_jobs.agent import Agent
+from mlops_jobs.executors import LocalExecutor
+from mlops_jobs.queue import Queue
+
+PYTHON = sys.executable  # has mlflow; the jobs' own environments do not need to
+SCRIPTS = {
+    "train.py": """
+import os, mlflow
+with mlflow.start_run():  # MLFLOW_RUN_ID: the job's run
+    mlflow.log_param("lr", os.environ.get("LR", "0.1"))
+    for step in range(3):
+        mlflow.log_metric("loss", 1.0 / (step + 1), step=step)
+with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "model.txt"), "w") as out:
+    out.write("weights")
+print("trained", flush=True)
+""",
+    "fail.py": "import sys\nprint('about to fail', flush=True)\nsys.exit(3)\n",
+    "sleep.py": """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(300)"])
+with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "child.pid"), "w") as out:
+    out.write(str(child.pid))
+print("sleeping", flush=True)
+time.sleep(300)
+""",
+    "devices.py": """
+import os, time
+print("devices=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
+time.sleep(float(os.environ.get("HOLD", "0")))
+""",
+}
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def mlflow_uri():
+    base = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
+    port = free_port()
+    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
+    server = subprocess.Popen(
+        [os.path.join(os.path.dirname(PYTHON), "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+         "--workers", "1", "--backend-store-uri", "sqlite:///%s/mlflow.db" % base,
+         "--artifacts-destination", "%s/artifacts" % base],
+        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(base, "server.log"), "wb"))
+    uri = "http://127.0.0.1:%d" % port
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            urllib.request.urlopen(uri + "/health", timeout=2)
+            break
+        except OSError:
+            assert server.poll() is None and time.monotonic() < deadline, open(base + "/server.log").read()[-3000:]
+            time.sleep(0.5)
+    yield uri
+    server.terminate()
+    server.wait(30)
+
+
+@pytest.fixture(scope="module")
+def repository(tmp_path_factory):
+    repo = tmp_path_factory.mktemp("repo") / "model"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.invalid"]
+    subprocess.run(["git", "init", "-q", "-b", "main", str(repo)], check=True)
+    for name, text in SCRIPTS.items():
+        (repo / name).write_text(text)
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-q", "-m", "scripts"], check=True)
+    head = subprocess.run(git + ["rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
+    return "file://%s" % repo, head
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("cache"))
+
+
+@pytest.fixture
+def make_agent(database, mlflow_uri, cache_dir, tmp_path):
+    agents = []
+
+    def make(name="gpu-1", gpu_ids=("GPU-a", "GPU-b"), cpus=4, work_dir=None):
+        config = {"name": name, "database": database["runner"], "work_dir": work_dir or str(tmp_path / name),
+                  "gpu_ids": list(gpu_ids), "cpus": cpus, "memory_mb": 8192, "min_free_disk_mb": 1,
+                  "lease_seconds": 5, "poll_seconds": 1, "log_upload_seconds": 1, "stop_grace_seconds": 2,
+                  "services": {"team-a": {"uri": mlflow_uri}}}
+        agent = Agent(config, executor=LocalExecutor(cache_dir))
+        agent.register()
+        agent.reconcile()
+        agents.append(agent)
+        return agent
+
+    yield make
+    for agent in agents:
+        for job in list(agent.jobs.values()):
+            if job.handle:
+                agent.executor.cleanup(job.handle)
+        agent.pool.shutdown()
+        agent.queue.close()
+
+
+@pytest.fixture
+def api(database):
+    queue = Queue(database["api"])
+    yield queue
+    queue.close()
+
+
+def submit(api, repository, command, **spec):
+    url, head = repository
+    return api.submit("team-a", "alice", dict({"repository": url, "commit": head, "command": command}, **spec))
+
+
+def drive(agents, api, job_id, until, timeout=60):
+    """Run the agents' loops until until(job row) holds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for agent in agents:
+            agent.step()
+        row = api.get(job_id, "team-a")
+        if until(row):
+            return row
+        assert time.monotonic() < deadline, "job %d stayed %s" % (job_id, row["status"])
+        time.sleep(0.2)
+
+
+def artifact_text(mlflow_uri, run_id, path):
+    local = MlflowClient(mlflow_uri).download_artifacts(run_id, path, tempfile.mkdtemp())
+    with open(local) as handle:
+        return handle.read()
+
+
+def test_a_job_runs_logs_into_its_run_and_keeps_its_outputs_and_log(make_agent, api, repository, mlflow_uri):
+    agent = make_agent()
+    job = submit(api, repository, "%s train.py" % PYTHON, env={"LR": "0.05"}, experiment="diabetes")
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "SUCCEEDED")
+    assert row["exit_code"] == 0 and row["runner"] == "gpu-1"
+    run = MlflowClient(mlflow_uri).get_run(row["run_id"])
+    assert run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.05" and run.data.metrics["loss"] == pytest.approx(1 / 3)
+    assert run.data.params["job.commit"] == repository[1]
+    assert run.data.tags["mlops.job_id"] == str(job["id"]) and run.data.tags["mlops.exit_code"] == "0"
+    assert MlflowClient(mlflow_uri).get_experiment(run.info.experiment_id).name == "diabetes"
+    assert "trained" in artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+    assert artifact_text(mlflow_uri, row["run_id"], "outputs/model.txt") == "weights"
+
+
+def test_a_failing_job_ends_failed_with_its_log(make_agent, api, repository, mlflow_uri):
+    agent = make_agent()
+    job = submit(api, repository, "%s fail.py" % PYTHON)
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "FAILED")
+    assert row["exit_code"] == 3 and row["reason"] == "exit code 3"
+    run = MlflowClient(mlflow_uri).get_run(row["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["mlops.exit_code"] == "3"
+    assert "about to fail" in artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    with open("/proc/%d/stat" % pid) as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_cancelling_a_running_job_kills_it_and_its_children_within_10_s(make_agent, api, repository, mlflow_uri):
+    agent = make_agent()
+    job = submit(api, repository, "%s sleep.py" % PYTHON)
+    drive([agent], api, job["id"], lambda r: r["status"] == "RUNNING")
+    pid_file = os.path.join(agent.jobs[job["id"]].workdir, "outputs", "child.pid")
+    deadline = time.monotonic() + 30
+    while not os.path.exists(pid_file):
+        assert time.monotonic() < deadline
+        agent.step()
+        time.sleep(0.2)
+    time.sleep(0.2)
+    child = int(open(pid_file).read())
+    asked = time.monotonic()
+    api.cancel(job["id"], "team-a")
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "CANCELLED", timeout=10)
+    assert time.monotonic() - asked < 10
+    assert not alive(child)
+    assert MlflowClient(mlflow_uri).get_run(row["run_id"]).info.status == "KILLED"
+
+
+def test_a_job_past_its_timeout_is_stopped(make_agent, api, repository):
+    agent = make_agent()
+    job = submit(api, repository, "%s sleep.py" % PYTHON, timeout_s=2)
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "TIMED_OUT", timeout=30)
+    assert row["reason"] == "stopped when its timeout ran out"
+
+
+def test_a_two_gpu_job_sees_both_devices_and_a_one_gpu_job_waits(make_agent, api, repository, mlflow_uri):
+    agent = make_agent()
+    both = submit(api, repository, "%s devices.py" % PYTHON, gpus=2, env={"HOLD": "3"})
+    one = submit(api, repository, "%s devices.py" % PYTHON, gpus=1)
+    drive([agent], api, both["id"], lambda r: r["status"] == "RUNNING")
+    assert api.get(one["id"], "team-a")["status"] == "QUEUED"
+    first = drive([agent], api, both["id"], lambda r: r["status"] == "SUCCEEDED")
+    assert "devices=GPU-a,GPU-b" in artifact_text(mlflow_uri, first["run_id"], "logs/job.log")
+    second = drive([agent], api, one["id"], lambda r: r["status"] == "SUCCEEDED")
+    devices = artifact_text(mlflow_uri, second["run_id"], "logs/job.log").split("devices=")[1].split()[0]
+    assert devices in ("GPU-a", "GPU-b")
+
+
+def test_a_job_whose_agent_died_is_lost_with_its_log_so_far(make_agent, api, repository, mlflow_uri, tmp_path):
+    work_dir = str(tmp_path / "shared")
+    first = make_agent(name="gpu-2", work_dir=work_dir)
+    job = submit(api, repository, "%s sleep.py" % PYTHON)
+    drive([first], api, job["id"], lambda r: r["status"] == "RUNNING" and "sleeping" in open(
+        os.path.join(work_dir, "jobs", str(job["id"]), "job.log")).read())
+    # The agent dies: its children die with it (the kernel's parent-death signal); the
+    # test process lives on, so it sends that signal itself.
+    handle = first.jobs[job["id"]].handle
+    os.killpg(first.executor.children[handle].pid, signal.SIGKILL)
+    first.executor.children[handle].wait()
+    first.jobs.clear()
+    first.executor.children.clear()
+    # The runner restarts: it finds the job gone and reports it LOST, with its log.
+    make_agent(name="gpu-2", work_dir=work_dir)
+    row = api.get(job["id"], "team-a")
+    assert row["status"] == "LOST" and row["reason"] == "the runner did not see the command end"
+    run = MlflowClient(mlflow_uri).get_run(row["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
+    assert "sleeping" in artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
