@@ -40,6 +40,14 @@ with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "child.pid"), "w") as out
 print("sleeping", flush=True)
 time.sleep(300)
 """,
+    "inputs.py": """
+import os
+for root, dirs, files in sorted(os.walk(os.environ["MLOPS_INPUT_DIR"])):
+    for name in sorted(files):
+        path = os.path.join(root, name)
+        print("input", os.path.relpath(path, os.environ["MLOPS_INPUT_DIR"]), oct(os.stat(path).st_mode & 0o777),
+              open(path).read().strip(), flush=True)
+""",
     "devices.py": """
 import os, time
 print("devices=" + os.environ["CUDA_VISIBLE_DEVICES"], flush=True)
@@ -54,9 +62,12 @@ def free_port():
         return s.getsockname()[1]
 
 
+MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
+
+
 @pytest.fixture(scope="module")
 def mlflow_uri():
-    base = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
+    base = MLFLOW_BASE
     port = free_port()
     env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
     server = subprocess.Popen(
@@ -245,3 +256,35 @@ def test_a_job_whose_agent_died_is_lost_with_its_log_so_far(make_agent, api, rep
     run = MlflowClient(mlflow_uri).get_run(row["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
     assert "sleeping" in artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+
+
+def test_inputs_and_the_parent_runs_artifacts_are_staged_read_only(make_agent, api, repository, mlflow_uri,
+                                                                   tmp_path):
+    client = MlflowClient(mlflow_uri)
+    parent = client.create_run(client.create_experiment("parents")).info.run_id
+    (tmp_path / "weights.txt").write_text("parent weights")
+    client.log_artifact(parent, str(tmp_path / "weights.txt"), "model")
+    # What the service's bucket holds outside runs: the artifact proxy serves its root.
+    os.makedirs(os.path.join(MLFLOW_BASE, "artifacts", "datasets", "diabetes"), exist_ok=True)
+    with open(os.path.join(MLFLOW_BASE, "artifacts", "datasets", "diabetes", "train.csv"), "w") as out:
+        out.write("a,b")
+    agent = make_agent()
+    job = submit(api, repository, "%s inputs.py" % PYTHON, parent_run_id=parent,
+                 inputs=["s3://mlflow-team-a/datasets/diabetes/", "runs:/%s/model" % parent])
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "SUCCEEDED")
+    log = artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+    assert "input diabetes/train.csv 0o444 a,b" in log
+    assert "input model/weights.txt 0o444 parent weights" in log
+    assert "input parent/model/weights.txt 0o444 parent weights" in log
+
+
+@pytest.mark.parametrize("inputs,reason", [
+    (["s3://mlflow-team-a/datasets/missing/"], "cannot stage s3://mlflow-team-a/datasets/missing/"),
+    (["s3://mlflow-team-b/datasets/diabetes/"], "is not in the tracking service's bucket mlflow-team-a"),
+])
+def test_an_input_that_cannot_be_staged_fails_the_job_without_running_it(make_agent, api, repository, inputs,
+                                                                         reason):
+    agent = make_agent()
+    job = submit(api, repository, "%s train.py" % PYTHON, inputs=inputs)
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "FAILED")
+    assert reason in row["reason"] and row["started_at"] is None and row["exit_code"] is None

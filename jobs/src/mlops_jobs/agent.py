@@ -65,6 +65,75 @@ def tracking(service):
                     os.environ[name] = value
 
 
+class InputError(Exception):
+    """An input of the job cannot be staged because of the job's request: the job fails."""
+
+
+def input_name(uri, taken):
+    """inputs/<last part of the URI>, unique within the job."""
+    name = uri.rstrip("/").rsplit("/", 1)[-1].replace(":", "") or "input"
+    while name in taken or name == "parent":
+        name = "%s-%d" % (name, len(taken))
+    taken.add(name)
+    return name
+
+
+def read_only(path):
+    if not os.path.isdir(path):
+        os.chmod(path, 0o444)
+        return
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            os.chmod(os.path.join(root, name), 0o444)
+        for name in dirs:
+            os.chmod(os.path.join(root, name), 0o555)
+    os.chmod(path, 0o555)
+
+
+def stage_inputs(row, service, inputs_dir):
+    """Download the job's inputs and its parent run's artifacts, read-only, through the
+    tracking service's artifact proxy: runners hold no object storage keys. An s3://
+    input must be in the service's own bucket (the proxy serves that bucket's root)."""
+    import mlflow.artifacts  # pylint: disable=import-outside-toplevel
+    from mlflow.exceptions import MlflowException  # pylint: disable=import-outside-toplevel
+
+    bucket = service.get("bucket") or "mlflow-" + row["service"]
+    sources = []
+    for uri in row["inputs"]:
+        if uri.startswith("s3://"):
+            name, _sep, key = uri[len("s3://"):].partition("/")
+            if name != bucket:
+                raise InputError("input %s is not in the tracking service's bucket %s" % (uri, bucket))
+            sources.append((uri, dict(artifact_uri="mlflow-artifacts:/" + key)))
+        else:
+            sources.append((uri, dict(artifact_uri=uri)))
+    taken = set()
+    targets = [(uri, kwargs, os.path.join(inputs_dir, input_name(uri, taken))) for uri, kwargs in sources]
+    if row["parent_run_id"]:
+        targets.append(("the artifacts of parent run %s" % row["parent_run_id"],
+                        dict(run_id=row["parent_run_id"], artifact_path=""), os.path.join(inputs_dir, "parent")))
+    for what, kwargs, target in targets:
+        staging = target + ".staging"
+        os.makedirs(staging)
+        try:
+            mlflow.artifacts.download_artifacts(dst_path=staging, tracking_uri=service["uri"], **kwargs)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "PERMISSION_DENIED"):
+                raise InputError("cannot stage %s: %s" % (what, exc.message))
+            raise
+        found = os.listdir(staging)
+        if not found:
+            raise InputError("cannot stage %s: nothing there" % what)
+        # A runs:/ URI arrives as its last path part inside the staging directory, a
+        # prefix or a whole run as its contents: either way the input ends up at target.
+        if found == [os.path.basename(target)] and "run_id" not in kwargs and "runs:/" in what:
+            os.rename(os.path.join(staging, found[0]), target)
+            os.rmdir(staging)
+        else:
+            os.rename(staging, target)
+        read_only(target)
+
+
 class Job(object):
     """A job this agent holds, and what it knows of it."""
 
@@ -190,6 +259,9 @@ class Agent(object):
                 run_id = run.info.run_id
                 for key in ("repository", "commit", "command", "gpus", "cpus", "memory_mb"):
                     client.log_param(run_id, "job." + key, str(job.row[key]))
+        job.row["run_id"] = run_id
+        with tracking(service):
+            stage_inputs(job.row, service, os.path.join(job.workdir, "inputs"))
         prepared = self.executor.prepare(job.row, job.workdir)
         env = runs.job_environment(job.row, service, run_id, job.workdir, job.row["gpu_ids"])
         return run_id, prepared, env
@@ -197,6 +269,11 @@ class Agent(object):
     def start_prepared(self, job):
         try:
             run_id, prepared, env = job.preparing.result()
+        except InputError as exc:
+            job.preparing = None
+            LOG.error("job %d: %s", job.id, exc)
+            self.finish(job, None, failure=str(exc))
+            return
         except (ExecutorError, OSError) as exc:
             LOG.error("job %d: staging failed: %s", job.id, exc)
             self.queue.retry(job.id, self.name, "staging failed on %s: %s" % (self.name, str(exc)[-500:]), True)
@@ -269,8 +346,12 @@ class Agent(object):
         except Exception as exc:  # pylint: disable=broad-exception-caught
             LOG.warning("job %d: upload to run %s failed: %s", job.id, job.row["run_id"], exc)
 
-    def finish(self, job, exit_code, lost=False):
-        status, reason = runs.outcome(exit_code, job.cancelled, job.timed_out, lost)
+    def finish(self, job, exit_code, lost=False, failure=None):
+        """Report a job's end; failure: why it failed before its command could start."""
+        if failure:
+            status, reason = "FAILED", failure
+        else:
+            status, reason = runs.outcome(exit_code, job.cancelled, job.timed_out, lost)
         self.upload(job, outputs=True)
         settled = status
         if status in ("FAILED", "LOST") and job.row["attempt"] <= job.row["retries"]:
