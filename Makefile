@@ -6,7 +6,7 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench bench-jobs build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -57,6 +57,9 @@ demo-destroy: ## Remove the sandbox container and its network (credentials in .d
 
 bench: ## Throughput and memory against the seed tutorial's plain server, on the demo sandbox
 	@bash hack/bench.sh
+
+bench-jobs: deps ## Job queue and runner agent: submit-to-RUNNING latency and slot utilization
+	@.venv/bin/python hack/bench_jobs.py
 
 build: deps ## Build the collection tarball
 	@.venv/bin/ansible-galaxy collection build --force

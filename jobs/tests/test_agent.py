@@ -5,20 +5,21 @@ are exercised on systemd test hosts)."""
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 
 import pytest
 from mlflow.tracking import MlflowClient
+
+import servers
 
 from mlops_jobs.agent import Agent
 from mlops_jobs.executors import LocalExecutor
 from mlops_jobs.queue import Queue
 
+MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
 PYTHON = sys.executable  # has mlflow; the jobs' own environments do not need to
 SCRIPTS = {
     "train.py": """
@@ -56,37 +57,10 @@ time.sleep(float(os.environ.get("HOLD", "0")))
 }
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
-
-
 @pytest.fixture(scope="module")
 def mlflow_uri():
-    base = MLFLOW_BASE
-    port = free_port()
-    env = dict(os.environ, MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false")
-    server = subprocess.Popen(
-        [os.path.join(os.path.dirname(PYTHON), "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-         "--workers", "1", "--backend-store-uri", "sqlite:///%s/mlflow.db" % base,
-         "--artifacts-destination", "%s/artifacts" % base],
-        env=env, stdout=subprocess.DEVNULL, stderr=open(os.path.join(base, "server.log"), "wb"))
-    uri = "http://127.0.0.1:%d" % port
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            urllib.request.urlopen(uri + "/health", timeout=2)
-            break
-        except OSError:
-            assert server.poll() is None and time.monotonic() < deadline, open(base + "/server.log").read()[-3000:]
-            time.sleep(0.5)
-    yield uri
-    server.terminate()
-    server.wait(30)
+    with servers.mlflow_server(MLFLOW_BASE) as uri:
+        yield uri
 
 
 @pytest.fixture(scope="module")

@@ -2,7 +2,6 @@
 spoken to over HTTP as the gateway forwards requests (X-Mlops-Service, basic auth)."""
 
 import contextlib
-import socket
 import threading
 import time
 
@@ -10,22 +9,18 @@ import pytest
 import requests
 import uvicorn
 
+import servers
+
 from mlops_jobs.api import create_app
 from mlops_jobs.queue import Queue
 
 SPEC = {"repository": "https://git.example/team/model.git", "commit": "1" * 40, "command": "python train.py"}
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextlib.contextmanager
 def serve(app):
     """app served by uvicorn on a free loopback port; yields its base URL."""
-    port = free_port()
+    port = servers.free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -383,6 +383,14 @@ class Agent(object):
         if not self.stopping:
             self.claim()
 
+    def pause(self):
+        """How long to wait for a notification (a submission, a cancel) before the next step:
+        briefly while a job is being staged (it starts on the step after), the pace of
+        watching running jobs, else the polling fallback."""
+        if any(job.preparing is not None for job in self.jobs.values()):
+            return 0.05
+        return 0.25 if self.jobs else self.config["poll_seconds"]
+
     def serve(self):
         self.register()
         self.reconcile()
@@ -390,9 +398,7 @@ class Agent(object):
         signal.signal(signal.SIGTERM, self.request_stop)
         while not (self.stopping and not self.jobs):
             self.step()
-            # Woken by a submission or a cancel; the timeout is the polling fallback and
-            # the pace of watching running jobs.
-            self.queue.wait(1.0 if self.jobs else self.config["poll_seconds"])
+            self.queue.wait(self.pause())
         self.pool.shutdown()
 
     def request_stop(self, *_args):
