@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 import servers
 
 from mlops_jobs.agent import Agent
-from mlops_jobs.executors import LocalExecutor
+from mlops_jobs.executors import LocalExecutor, PodmanExecutor
 from mlops_jobs.queue import Queue
 
 MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
@@ -85,12 +85,12 @@ def cache_dir(tmp_path_factory):
 def make_agent(database, mlflow_uri, cache_dir, tmp_path):
     agents = []
 
-    def make(name="gpu-1", gpu_ids=("GPU-a", "GPU-b"), cpus=4, work_dir=None):
+    def make(name="gpu-1", gpu_ids=("GPU-a", "GPU-b"), cpus=4, work_dir=None, executor=None):
         config = {"name": name, "database": database["runner"], "work_dir": work_dir or str(tmp_path / name),
                   "gpu_ids": list(gpu_ids), "cpus": cpus, "memory_mb": 8192, "min_free_disk_mb": 1,
                   "lease_seconds": 5, "poll_seconds": 1, "log_upload_seconds": 1, "stop_grace_seconds": 2,
                   "services": {"team-a": {"uri": mlflow_uri}}}
-        agent = Agent(config, executor=LocalExecutor(cache_dir))
+        agent = Agent(config, executor=executor or LocalExecutor(cache_dir))
         agent.register()
         agent.reconcile()
         agents.append(agent)
@@ -262,3 +262,39 @@ def test_an_input_that_cannot_be_staged_fails_the_job_without_running_it(make_ag
     job = submit(api, repository, "%s train.py" % PYTHON, inputs=inputs)
     row = drive([agent], api, job["id"], lambda r: r["status"] == "FAILED")
     assert reason in row["reason"] and row["started_at"] is None and row["exit_code"] is None
+
+
+TEST_IMAGE = os.environ.get("MLOPS_IMAGE_PREFIX", "localhost/mlops-platform/debian") + ":12"
+
+
+@pytest.fixture
+def podman_executor(cache_dir):
+    if subprocess.run(["podman", "image", "exists", TEST_IMAGE], check=False).returncode != 0:
+        pytest.fail("no image %s for the podman executor: run `make images` first" % TEST_IMAGE)
+    return PodmanExecutor(cache_dir, default_image=TEST_IMAGE)
+
+
+def test_the_podman_executor_runs_a_job_in_a_container(make_agent, api, repository, mlflow_uri, podman_executor):
+    agent = make_agent(name="podman-1", gpu_ids=(), executor=podman_executor)
+    command = ('echo "in $(cat /etc/debian_version) as $(id -u), run $MLFLOW_RUN_ID"; '
+               'echo weights > "$MLOPS_OUTPUT_DIR/model.txt"; exit 5')
+    job = submit(api, repository, command)
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "FAILED")
+    assert row["exit_code"] == 5
+    log = artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+    assert log.startswith("in 12.") and ("run %s" % row["run_id"]) in log
+    assert artifact_text(mlflow_uri, row["run_id"], "outputs/model.txt") == "weights\n"
+    assert subprocess.run(["podman", "container", "exists", "mlops-job-%d" % job["id"]],
+                          check=False).returncode != 0
+
+
+def test_cancelling_a_podman_job_removes_its_container(make_agent, api, repository, podman_executor):
+    agent = make_agent(name="podman-2", gpu_ids=(), executor=podman_executor)
+    job = submit(api, repository, "echo started; sleep 300")
+    drive([agent], api, job["id"], lambda r: r["status"] == "RUNNING")
+    asked = time.monotonic()
+    api.cancel(job["id"], "team-a")
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "CANCELLED", timeout=15)
+    assert time.monotonic() - asked < 10 and row["exit_code"] is not None
+    assert subprocess.run(["podman", "container", "exists", "mlops-job-%d" % job["id"]],
+                          check=False).returncode != 0

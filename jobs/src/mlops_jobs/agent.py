@@ -8,7 +8,8 @@ The configuration (JSON, root-only: it holds secrets):
   name               this runner in the queue (default: the host name)
   database           libpq connection string of the queue's runner role
   work_dir           where job directories and the environment cache live
-  executor           "process" (default)
+  executor           "process" (default), "podman" or "local" (mlops_jobs.executors)
+  executor_options   keyword arguments of the executor, such as {"default_image": ...}
   gpu_ids, cpus, memory_mb   the inventory; detected when left out (mlops_jobs.inventory)
   min_free_disk_mb   claim nothing while work_dir has less free (default 2048)
   lease_seconds, poll_seconds, log_upload_seconds, stop_grace_seconds
@@ -172,7 +173,8 @@ class Agent(object):
         work_dir = self.config["work_dir"]
         self.jobs_dir = os.path.join(work_dir, "jobs")
         os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
-        self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"))
+        self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"),
+                                                                       **self.config.get("executor_options", {}))
         self.jobs = {}
         self.pool = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="prepare")
         self.stopping = False

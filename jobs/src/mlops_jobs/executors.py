@@ -12,6 +12,8 @@ transient systemd unit with the job's CPU and memory limits and BindsTo= the age
 unit: when the agent dies, its jobs die with it and are reported LOST, never left
 running unwatched.
 
+`podman` runs the command in a container of the job's image (see PodmanExecutor).
+
 `local` runs the command as a child process of the agent, from the same checkout and
 cached environment, without resource limits: for development machines without systemd.
 Its jobs die with the agent as well (the kernel kills them when it exits).
@@ -203,4 +205,79 @@ class LocalExecutor(CheckoutExecutor):
             child.wait()
 
 
-EXECUTORS = {"process": ProcessExecutor, "local": LocalExecutor}
+class PodmanExecutor(object):
+    """`podman`: the command in a container of the job's image (a job without one gets
+    default_image), with the job's directory mounted at the same path (so the paths in
+    its environment hold inside), the host's network (the tracking service as the runner
+    reaches it), --cpus and --memory from the request, no capabilities, and the job's GPUs
+    passed through CDI by UUID (nvidia-ctk cdi generate) when it has any."""
+
+    name = "podman"
+
+    def __init__(self, cache_dir, default_image=None, podman="podman", job_user=None):
+        self.cache_dir = cache_dir
+        self.default_image = default_image
+        self.podman = podman
+        self.job_user = job_user
+
+    def image(self, job):
+        image = job.get("image") or self.default_image
+        if not image:
+            raise ExecutorError("the job names no image and the runner has no default_image")
+        return image
+
+    def prepare(self, job, workdir):
+        source = os.path.join(workdir, "src")
+        checkout(job["repository"], job["commit"], source)
+        image = self.image(job)
+        if subprocess.run([self.podman, "image", "exists", image], check=False).returncode != 0:
+            run([self.podman, "pull", "-q", image], timeout=3600)
+        return {"image": image, "source": source}
+
+    def start(self, job, workdir, env, log_path, prepared):
+        name = "mlops-job-%d" % job["id"]
+        subprocess.run([self.podman, "rm", "-f", "--ignore", name], capture_output=True, check=False)
+        env_file = os.path.join(workdir, "job.env")
+        # podman's --env-file takes KEY=value lines verbatim, without quotes.
+        fd = os.open(env_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            for key, value in sorted(dict(env, MLOPS_JOB_LOG=log_path).items()):
+                if "\n" in value:
+                    raise ExecutorError("the value of %s has a line break" % key)
+                handle.write("%s=%s\n" % (key, value))
+        argv = [self.podman, "run", "-d", "--name", name, "--network", "host", "--env-file", env_file,
+                "--volume", "%s:%s" % (workdir, workdir), "--workdir", prepared["source"],
+                "--cpus", str(job["cpus"]), "--memory", "%dm" % job["memory_mb"], "--cap-drop", "all",
+                "--security-opt", "no-new-privileges", "--label", "mlops.job_id=%d" % job["id"]]
+        for gpu in job.get("gpu_ids") or []:
+            argv += ["--device", "nvidia.com/gpu=%s" % gpu]
+        if self.job_user:
+            argv += ["--user", self.job_user]
+        argv += [prepared["image"], "/bin/sh", "-c", 'exec >>"$MLOPS_JOB_LOG" 2>&1; ' + job["command"]]
+        run(argv)
+        return name
+
+    def poll(self, handle):
+        done = subprocess.run([self.podman, "inspect", "--type", "container", "--format",
+                               "{{.State.Status}} {{.State.ExitCode}}", handle],
+                              capture_output=True, text=True, check=False)
+        if done.returncode != 0:
+            raise Gone(handle)
+        status, code = done.stdout.split()
+        if status in ("created", "running", "paused", "stopping"):
+            return None
+        code = int(code)
+        # podman reports a container killed by a signal as 128 + the signal.
+        return -(code - 128) if code > 128 else code
+
+    def stop(self, handle):
+        subprocess.run([self.podman, "kill", "--signal", "SIGTERM", handle], capture_output=True, check=False)
+
+    def kill(self, handle):
+        subprocess.run([self.podman, "kill", "--signal", "SIGKILL", handle], capture_output=True, check=False)
+
+    def cleanup(self, handle):
+        subprocess.run([self.podman, "rm", "-f", "--ignore", handle], capture_output=True, check=False)
+
+
+EXECUTORS = {"process": ProcessExecutor, "local": LocalExecutor, "podman": PodmanExecutor}
