@@ -29,6 +29,11 @@ import socket
 import threading
 import time
 
+import mlflow.artifacts
+from mlflow.entities import Param
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
 from mlops_jobs import inventory, runs
 from mlops_jobs.executors import EXECUTORS, ExecutorError, Gone
 from mlops_jobs.queue import Queue
@@ -47,8 +52,6 @@ TRACKING_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRAC
 @contextlib.contextmanager
 def tracking(service):
     """An MlflowClient for service, with its credentials in the environment meanwhile."""
-    from mlflow.tracking import MlflowClient  # imported late: the agent's start should not wait for it
-
     with _TRACKING_ENV_LOCK:
         saved = {name: os.environ.get(name) for name in TRACKING_ENV.values()}
         try:
@@ -95,9 +98,6 @@ def stage_inputs(row, service, inputs_dir):
     """Download the job's inputs and its parent run's artifacts, read-only, through the
     tracking service's artifact proxy: runners hold no object storage keys. An s3://
     input must be in the service's own bucket (the proxy serves that bucket's root)."""
-    import mlflow.artifacts  # pylint: disable=import-outside-toplevel
-    from mlflow.exceptions import MlflowException  # pylint: disable=import-outside-toplevel
-
     bucket = service.get("bucket") or "mlflow-" + row["service"]
     sources = []
     for uri in row["inputs"]:
@@ -259,8 +259,8 @@ class Agent(object):
                                                              "mlflow.user": job.row["submitted_by"]},
                                         run_name="job-%d" % job.id)
                 run_id = run.info.run_id
-                for key in ("repository", "commit", "command", "gpus", "cpus", "memory_mb"):
-                    client.log_param(run_id, "job." + key, str(job.row[key]))
+                client.log_batch(run_id, params=[Param("job." + key, str(job.row[key])) for key in (
+                    "repository", "commit", "command", "gpus", "cpus", "memory_mb")])
         job.row["run_id"] = run_id
         with tracking(service):
             stage_inputs(job.row, service, os.path.join(job.workdir, "inputs"))
@@ -336,7 +336,7 @@ class Agent(object):
         """The log so far (and at the end the outputs) as artifacts of the job's run."""
         service = self.services.get(job.row["service"])
         if not job.row.get("run_id") or service is None:
-            return
+            return False
         job.last_upload = time.monotonic()
         try:
             with tracking(service) as client:
@@ -347,6 +347,8 @@ class Agent(object):
                     client.log_artifacts(job.row["run_id"], outputs_dir, "outputs")
         except Exception as exc:  # pylint: disable=broad-exception-caught
             LOG.warning("job %d: upload to run %s failed: %s", job.id, job.row["run_id"], exc)
+            return False
+        return True
 
     def finish(self, job, exit_code, lost=False, failure=None):
         """Report a job's end; failure: why it failed before its command could start."""
@@ -354,7 +356,7 @@ class Agent(object):
             status, reason = "FAILED", failure
         else:
             status, reason = runs.outcome(exit_code, job.cancelled, job.timed_out, lost)
-        self.upload(job, outputs=True)
+        uploaded = self.upload(job, outputs=True)
         settled = status
         if status in ("FAILED", "LOST") and job.row["attempt"] <= job.row["retries"]:
             settled = self.queue.retry(job.id, self.name, reason, infrastructure=False)
@@ -371,6 +373,10 @@ class Agent(object):
                 LOG.warning("job %d: could not end run %s: %s", job.id, job.row["run_id"], exc)
         if job.handle:
             self.executor.cleanup(job.handle)
+        # The log and outputs are in the run now; a directory whose upload failed stays
+        # for the operator (and goes when the job id's next attempt is claimed here).
+        if uploaded:
+            shutil.rmtree(job.workdir, ignore_errors=True)
         LOG.info("job %d: %s (%s)%s", job.id, status, reason, "" if settled else ", already settled by the reaper")
         del self.jobs[job.id]
 
