@@ -53,15 +53,18 @@ def _user(request):
 def create_app(database, services):
     services = frozenset(services)
 
-    def context(request):
-        """(service, user) of a request, or an error response."""
-        service = request.headers.get(SERVICE_HEADER, "")
-        if service not in services:
-            return None, _error(403, "this API answers through a tracking service's gateway only")
-        user = _user(request)
-        if user is None:
-            return None, _error(401, "basic-auth credentials are required")
-        return (service, user), None
+    def authorized(handler):
+        """The handler, called with (request, service, user) for requests the gateway
+        forwarded for a known service with a basic-auth user."""
+        async def checked(request):
+            service = request.headers.get(SERVICE_HEADER, "")
+            if service not in services:
+                return _error(403, "this API answers through a tracking service's gateway only")
+            user = _user(request)
+            if user is None:
+                return _error(401, "basic-auth credentials are required")
+            return await handler(request, service, user)
+        return checked
 
     async def body(request):
         try:
@@ -86,48 +89,38 @@ def create_app(database, services):
     def job_id(request):
         return int(request.path_params["job_id"])
 
-    async def submit(request):
-        who, error = context(request)
-        if error:
-            return error
+    @authorized
+    async def submit(request, service, user):
         spec = await body(request)
         if spec is None:
             return _error(400, "the request body must be a JSON object: the job's request")
-        return await with_queue(lambda q: JSONResponse(job_document(q.submit(who[0], who[1], spec)), status_code=201))
+        return await with_queue(lambda q: JSONResponse(job_document(q.submit(service, user, spec)), status_code=201))
 
-    async def listing(request):
-        who, error = context(request)
-        if error:
-            return error
+    @authorized
+    async def listing(request, service, _user_name):
         try:
             limit = min(max(int(request.query_params.get("limit", "50")), 1), 1000)
         except ValueError:
             return _error(400, "limit must be an integer")
         status = request.query_params.get("status") or None
         return await with_queue(lambda q: JSONResponse(
-            {"jobs": [job_document(j) for j in q.jobs(who[0], limit=limit, status=status)]}))
+            {"jobs": [job_document(j) for j in q.jobs(service, limit=limit, status=status)]}))
 
-    async def show(request):
-        who, error = context(request)
-        if error:
-            return error
-        return await with_queue(lambda q: JSONResponse(job_document(q.get(job_id(request), who[0]))))
+    @authorized
+    async def show(request, service, _user_name):
+        return await with_queue(lambda q: JSONResponse(job_document(q.get(job_id(request), service))))
 
-    async def cancel(request):
-        who, error = context(request)
-        if error:
-            return error
-        return await with_queue(lambda q: JSONResponse(job_document(q.cancel(job_id(request), who[0]))))
+    @authorized
+    async def cancel(request, service, _user_name):
+        return await with_queue(lambda q: JSONResponse(job_document(q.cancel(job_id(request), service))))
 
-    async def copy(request):
-        who, error = context(request)
-        if error:
-            return error
+    @authorized
+    async def copy(request, service, user):
         overrides = await body(request)
         if overrides is None:
             return _error(400, "the request body must be a JSON object: the fields to change")
         return await with_queue(lambda q: JSONResponse(
-            job_document(q.copy(job_id(request), who[0], who[1], overrides)), status_code=201))
+            job_document(q.copy(job_id(request), service, user, overrides)), status_code=201))
 
     async def health(_request):
         return JSONResponse({"status": "ok"})
