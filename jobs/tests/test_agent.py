@@ -4,18 +4,24 @@ repository served from disk, a real MLflow server on loopback, the `local` execu
 are exercised on systemd test hosts)."""
 
 import os
+import io
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 import pytest
 from mlflow.tracking import MlflowClient
 
 import servers
+from test_api import serve
+from test_cli import behind_gateway
 
+from mlops_jobs import cli
 from mlops_jobs.agent import Agent
+from mlops_jobs.api import create_app
 from mlops_jobs.executors import LocalExecutor, PodmanExecutor
 from mlops_jobs.queue import Queue
 
@@ -298,3 +304,31 @@ def test_cancelling_a_podman_job_removes_its_container(make_agent, api, reposito
     assert time.monotonic() - asked < 10 and row["exit_code"] is not None
     assert subprocess.run(["podman", "container", "exists", "mlops-job-%d" % job["id"]],
                           check=False).returncode != 0
+
+
+def test_the_cli_follows_a_running_jobs_log_until_it_ends(make_agent, api, database, repository, mlflow_uri, capsys):
+    agent = make_agent(name="follow-1")
+    command = "for i in 1 2 3 4 5; do echo line $i; sleep 0.5; done"
+    job = submit(api, repository, command)
+    stop = threading.Event()
+
+    def loop():
+        while not stop.is_set():
+            agent.step()
+            time.sleep(0.1)
+
+    thread = threading.Thread(target=loop, daemon=True)
+    thread.start()
+    try:
+        out = io.StringIO()
+        # The jobs API of the queue the agent serves, as the gateway would forward it.
+        with serve(behind_gateway(create_app(database["api"], ["team-a"]), "team-a")) as base:
+            environ = {"MLFLOW_TRACKING_URI": mlflow_uri, "MLOPS_JOBS_URL": base + "/api/mlops/jobs",
+                       "MLFLOW_TRACKING_USERNAME": "alice", "MLFLOW_TRACKING_PASSWORD": "pw"}
+            rc = cli.main(["logs", str(job["id"]), "--follow", "--interval", "0.3"], environ=environ, out=out)
+    finally:
+        stop.set()
+        thread.join(10)
+    assert rc == 0
+    assert out.getvalue() == "".join("line %d\n" % i for i in range(1, 6))
+    assert "job %d SUCCEEDED" % job["id"] in capsys.readouterr().err

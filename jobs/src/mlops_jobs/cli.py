@@ -10,6 +10,11 @@ MLFLOW_TRACKING_SERVER_CERT_PATH (or MLFLOW_TRACKING_INSECURE_TLS=true).
   mlops-job show ID
   mlops-job cancel ID
   mlops-job copy ID [--gpus 2 ...]
+  mlops-job logs ID [--follow]
+
+MLOPS_JOBS_URL overrides where the jobs API is (default: the tracking URI's
+/api/mlops/jobs); logs are read from the job's MLflow run (logs/job.log), which the
+runner uploads while the job runs and when it ends.
 """
 
 import argparse
@@ -18,10 +23,13 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
+import time
 
 import requests
 
 from mlops_jobs.api import PREFIX
+from mlops_jobs.runs import RUN_STATUS
 
 SIZE_UNITS = {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
 TIME_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -109,7 +117,8 @@ class Client(object):
         uri = environ.get("MLFLOW_TRACKING_URI", "")
         if not uri.startswith(("http://", "https://")):
             raise UsageError("MLFLOW_TRACKING_URI must be the http(s):// address of the tracking service")
-        self.base = uri.rstrip("/") + PREFIX
+        self.base = environ.get("MLOPS_JOBS_URL") or uri.rstrip("/") + PREFIX
+        self.environ = environ
         self.session = requests.Session()
         user, password = environ.get("MLFLOW_TRACKING_USERNAME"), environ.get("MLFLOW_TRACKING_PASSWORD")
         if user and password:
@@ -129,6 +138,45 @@ class Client(object):
             raise UsageError("%s %s: HTTP %d: %s" % (method, self.base + path, answer.status_code,
                                                      data.get("error") or data))
         return data
+
+
+def log_text(client, run_id):
+    """The job's log as its run holds it now, or None before the first upload."""
+    import mlflow.artifacts  # pylint: disable=import-outside-toplevel
+    from mlflow.exceptions import MlflowException  # pylint: disable=import-outside-toplevel
+
+    saved = {key: os.environ.get(key) for key in client.environ if key.startswith("MLFLOW_")}
+    os.environ.update({key: value for key, value in client.environ.items() if key.startswith("MLFLOW_")})
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            try:
+                path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="logs/job.log", dst_path=tmp)
+            except MlflowException:
+                return None
+            with open(path, encoding="utf-8", errors="replace") as log:
+                return log.read()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def show_log(client, job_id, out, follow, interval):
+    """Print the job's log; with follow, what is added until the job ends. The job."""
+    printed = 0
+    while True:
+        job = client.call("GET", "/%d" % job_id)
+        final = job["status"] in RUN_STATUS
+        text = log_text(client, job["run_id"]) if job["run_id"] else None
+        if text:
+            out.write(text[printed:])
+            out.flush()
+            printed = len(text)
+        if final or not follow:
+            return job
+        time.sleep(interval)
 
 
 def parser():
@@ -156,6 +204,10 @@ def parser():
     listing.add_argument("--limit", type=int, default=50)
     for name in ("show", "cancel"):
         commands.add_parser(name).add_argument("job_id", type=int)
+    logs = commands.add_parser("logs", help="the job's log so far; --follow: until it ends")
+    logs.add_argument("job_id", type=int)
+    logs.add_argument("--follow", "-f", action="store_true")
+    logs.add_argument("--interval", type=float, default=5.0, help="seconds between looks (default 5)")
     copy = commands.add_parser("copy", help="queue a job with the request of another, changed by the options")
     copy.add_argument("job_id", type=int)
     request_options(copy)
@@ -178,6 +230,10 @@ def main(argv=None, environ=None, out=sys.stdout):
             result = client.call("GET", "/%d" % args.job_id)
         elif args.action == "cancel":
             result = client.call("POST", "/%d/cancel" % args.job_id)
+        elif args.action == "logs":
+            job = show_log(client, args.job_id, out, args.follow, args.interval)
+            print("mlops-job: job %d %s" % (job["id"], job["status"]), file=sys.stderr)
+            return 0
         else:
             source = client.call("GET", "/%d" % args.job_id)
             args.source_repository = source["repository"]

@@ -256,8 +256,9 @@ class Queue(object):
         """Settle the jobs whose lease ran out: [(id, new status)]."""
         settled = []
         with self.conn.transaction():
-            rows = self.conn.execute("SELECT * FROM jobs WHERE status IN ('CLAIMED', 'RUNNING') AND lease_until < now() "
-                                     "ORDER BY id FOR UPDATE SKIP LOCKED").fetchall()
+            rows = self.conn.execute(
+                "SELECT * FROM jobs WHERE status IN ('CLAIMED', 'RUNNING') AND lease_until < now() "
+                "ORDER BY id FOR UPDATE SKIP LOCKED").fetchall()
             for row in rows:
                 if row["status"] == "CLAIMED":
                     status = self._settle_or_requeue(row, "runner %s stopped renewing its lease before the job "
