@@ -41,7 +41,8 @@ up() {
 all:
   hosts:
     $name:
-      ansible_connection: containers.podman.podman
+      ansible_connection: mlops_podman
+      ansible_pipelining: true
   children:
     postgresql: {hosts: {$name: {}}}
     minio: {hosts: {$name: {}}}
