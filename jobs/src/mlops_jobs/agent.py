@@ -30,7 +30,7 @@ import threading
 import time
 
 import mlflow.artifacts
-from mlflow.entities import Param
+from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
@@ -366,8 +366,7 @@ class Agent(object):
             run_status, tags = runs.run_end(status, exit_code, reason, self.name)
             try:
                 with tracking(self.services[job.row["service"]]) as client:
-                    for key, value in tags.items():
-                        client.set_tag(job.row["run_id"], key, value)
+                    client.log_batch(job.row["run_id"], tags=[RunTag(key, value) for key, value in tags.items()])
                     client.set_terminated(job.row["run_id"], run_status)
             except Exception as exc:  # pylint: disable=broad-exception-caught
                 LOG.warning("job %d: could not end run %s: %s", job.id, job.row["run_id"], exc)
