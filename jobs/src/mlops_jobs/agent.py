@@ -45,28 +45,14 @@ DEFAULTS = {"executor": "process", "min_free_disk_mb": 2048, "lease_seconds": 60
 # serves several tracking services, so calls for one service hold this lock while its
 # credentials are in the environment.
 _TRACKING_ENV_LOCK = threading.Lock()
-TRACKING_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD",
-                "cert_path": "MLFLOW_TRACKING_SERVER_CERT_PATH"}
 
 
 @contextlib.contextmanager
 def tracking(service):
     """An MlflowClient for service, with its credentials in the environment meanwhile."""
-    with _TRACKING_ENV_LOCK:
-        saved = {name: os.environ.get(name) for name in TRACKING_ENV.values()}
-        try:
-            for key, name in TRACKING_ENV.items():
-                if service.get(key):
-                    os.environ[name] = service[key]
-                else:
-                    os.environ.pop(name, None)
-            yield MlflowClient(tracking_uri=service["uri"])
-        finally:
-            for name, value in saved.items():
-                if value is None:
-                    os.environ.pop(name, None)
-                else:
-                    os.environ[name] = value
+    with _TRACKING_ENV_LOCK, runs.mlflow_environment(
+            {name: service.get(key) for key, name in runs.TRACKING_ENV.items()}):
+        yield MlflowClient(tracking_uri=service["uri"])
 
 
 class InputError(Exception):

@@ -29,6 +29,7 @@ import time
 import requests
 
 from mlops_jobs.api import PREFIX
+from mlops_jobs import runs
 from mlops_jobs.runs import RUN_STATUS
 
 SIZE_UNITS = {"": 1, "M": 1, "G": 1024, "T": 1024 * 1024}
@@ -145,9 +146,7 @@ def log_text(client, run_id):
     import mlflow.artifacts  # pylint: disable=import-outside-toplevel
     from mlflow.exceptions import MlflowException  # pylint: disable=import-outside-toplevel
 
-    saved = {key: os.environ.get(key) for key in client.environ if key.startswith("MLFLOW_")}
-    os.environ.update({key: value for key, value in client.environ.items() if key.startswith("MLFLOW_")})
-    try:
+    with runs.mlflow_environment({key: value for key, value in client.environ.items() if key.startswith("MLFLOW_")}):
         with tempfile.TemporaryDirectory() as tmp:
             try:
                 path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="logs/job.log", dst_path=tmp)
@@ -155,12 +154,6 @@ def log_text(client, run_id):
                 return None
             with open(path, encoding="utf-8", errors="replace") as log:
                 return log.read()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def show_log(client, job_id, out, follow, interval):

@@ -1,6 +1,9 @@
 """How a job meets its MLflow run: the environment its command gets, and how its end is
 reported, in the queue and on the run."""
 
+import contextlib
+import os
+
 JOB_TAG = "mlops.job_id"
 EXIT_CODE_TAG = "mlops.exit_code"
 REASON_TAG = "mlops.reason"
@@ -8,6 +11,8 @@ RUNNER_TAG = "mlops.runner"
 STATUS_TAG = "mlops.job_status"
 # The queue's final states as MLflow run statuses. MLflow has no state for a job that
 # ran out of time or lost its runner: those runs are FAILED, and the tags say which.
+TRACKING_ENV = {"username": "MLFLOW_TRACKING_USERNAME", "password": "MLFLOW_TRACKING_PASSWORD",
+                "cert_path": "MLFLOW_TRACKING_SERVER_CERT_PATH"}
 RUN_STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED", "TIMED_OUT": "FAILED",
               "LOST": "FAILED"}
 
@@ -32,8 +37,7 @@ def job_environment(job, tracking, run_id, workdir, gpu_ids):
         "NVIDIA_VISIBLE_DEVICES": ",".join(gpu_ids) if gpu_ids else "void",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     })
-    for key, name in (("username", "MLFLOW_TRACKING_USERNAME"), ("password", "MLFLOW_TRACKING_PASSWORD"),
-                      ("cert_path", "MLFLOW_TRACKING_SERVER_CERT_PATH")):
+    for key, name in TRACKING_ENV.items():
         if tracking.get(key):
             env[name] = tracking[key]
     return env
@@ -66,3 +70,25 @@ def run_end(status, exit_code, reason, runner):
     if exit_code is not None:
         tags[EXIT_CODE_TAG] = str(exit_code)
     return RUN_STATUS[status], tags
+
+
+@contextlib.contextmanager
+def mlflow_environment(values):
+    """The MLFLOW_* variables of values in os.environ while the block runs (empty ones
+    removed), the previous values back afterwards. MLflow's client reads the tracking
+    credentials from the environment on every request; callers serving several
+    tracking services hold a lock around this."""
+    saved = {name: os.environ.get(name) for name in values}
+    try:
+        for name, value in values.items():
+            if value:
+                os.environ[name] = value
+            else:
+                os.environ.pop(name, None)
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
