@@ -84,9 +84,9 @@ def mlflow_server(base):
         server.wait(30)
 
 
-def queue_database(server):
-    """A fresh queue database on server with its owner, API and runner roles, migrated;
-    {owner, api, runner: connection string}."""
+def queue_database(server, migrated=True):
+    """A fresh queue database on server with its owner, API and runner roles, migrated
+    unless told not to; {owner, api, runner: connection string}."""
     import uuid  # pylint: disable=import-outside-toplevel
 
     import psycopg  # pylint: disable=import-outside-toplevel
@@ -101,6 +101,8 @@ def queue_database(server):
         admin.execute("REVOKE ALL ON DATABASE %s FROM PUBLIC" % name)
         admin.execute("GRANT CONNECT ON DATABASE %s TO %s_api, %s_runner" % (name, name, name))
     conninfo = {role: "%s dbname=%s user=%s_%s" % (server, name, name, role) for role in ("owner", "api", "runner")}
+    if not migrated:
+        return conninfo
     with psycopg.connect(conninfo["owner"], autocommit=True) as owner:
         migrate(owner, api_role=name + "_api", runner_role=name + "_runner")
     return conninfo

@@ -1,6 +1,7 @@
 """The queue against a real PostgreSQL: claim by fit, leases, the reaper, retries,
 cancelling, wake-ups and the two roles' privileges."""
 
+import json
 import threading
 import time
 
@@ -241,3 +242,35 @@ def test_the_runner_role_cannot_submit_rewrite_or_delete_jobs(database, runner, 
     with psycopg.connect(database["runner"], autocommit=True) as conn:
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
             conn.execute(statement)
+
+
+def test_migrate_command_reports_a_change_only_when_there_is_one(server, tmp_path, capsys):
+    from mlops_jobs import migrate as migrate_command  # pylint: disable=import-outside-toplevel
+    from servers import queue_database  # pylint: disable=import-outside-toplevel
+
+    conninfo = queue_database(server, migrated=False)
+    prefix = conninfo["owner"].rsplit("user=", 1)[1][:-len("_owner")]
+    settings = tmp_path / "migrate.json"
+    settings.write_text(json.dumps({"database": conninfo["owner"], "api_role": prefix + "_api",
+                                    "runner_role": prefix + "_runner"}))
+    outputs = []
+    for _round in range(2):
+        assert migrate_command.main(["--settings", str(settings)]) == 0
+        outputs.append(json.loads(capsys.readouterr().out))
+    assert outputs == [{"changed": True}, {"changed": False}]
+    # The grants are part of what it compares: one taken away is a change, put back.
+    with psycopg.connect(conninfo["owner"], autocommit=True) as owner:
+        owner.execute("REVOKE UPDATE (cancel_requested) ON jobs FROM %s_api" % prefix)
+    assert migrate_command.main(["--settings", str(settings)]) == 0
+    assert json.loads(capsys.readouterr().out) == {"changed": True}
+
+
+def test_migrate_command_fails_with_the_reason(tmp_path, capsys):
+    from mlops_jobs import migrate as migrate_command  # pylint: disable=import-outside-toplevel
+
+    settings = tmp_path / "migrate.json"
+    settings.write_text(json.dumps({"database": "host=/nonexistent dbname=x user=y password=secret-word"}))
+    assert migrate_command.main(["--settings", str(settings)]) == 1
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and "migrating the job queue failed" in result["msg"]
+    assert "secret-word" not in result["msg"]

@@ -158,7 +158,10 @@ class Agent(object):
         self.queue = queue or Queue(self.config["database"], lease_seconds=self.config["lease_seconds"])
         work_dir = self.config["work_dir"]
         self.jobs_dir = os.path.join(work_dir, "jobs")
-        os.makedirs(self.jobs_dir, mode=0o700, exist_ok=True)
+        # Searchable, not listable: a job running as its own user reaches its own
+        # directory (ProcessExecutor job_user) without seeing the others' names.
+        os.makedirs(self.jobs_dir, mode=0o711, exist_ok=True)
+        os.chmod(self.jobs_dir, 0o711)
         self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"),
                                                                        **self.config.get("executor_options", {}))
         self.jobs = {}

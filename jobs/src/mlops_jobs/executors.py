@@ -68,12 +68,32 @@ def write_env_file(path, env):
             handle.write('%s="%s"\n' % (key, value.replace("\\", "\\\\").replace('"', '\\"')))
 
 
+def hand_over(paths, user):
+    """Give paths (recursively) to user: a job that runs as its own user writes its
+    checkout and its output directory, and nothing else of the runner's."""
+    for top in paths:
+        shutil.chown(top, user, user)
+        for root, dirs, files in os.walk(top):
+            for name in dirs + files:
+                os.chown(os.path.join(root, name), *_ids(user), follow_symlinks=False)
+
+
+def _ids(user):
+    import pwd  # pylint: disable=import-outside-toplevel
+
+    entry = pwd.getpwnam(user)
+    return entry.pw_uid, entry.pw_gid
+
+
 class CheckoutExecutor(object):
     """What process and local share: the job's checkout and its cached environment."""
 
-    def __init__(self, cache_dir, python="python3"):
+    def __init__(self, cache_dir, python="python3", pip_environment=None):
         self.cache_dir = cache_dir
         self.python = python
+        # Settings for pip when it installs a job's requirements, such as
+        # {"PIP_INDEX_URL": ...} or {"PIP_NO_INDEX": "1", "PIP_FIND_LINKS": dir}.
+        self.pip_environment = dict(pip_environment or {})
 
     def environment_dir(self, source):
         """A virtual environment with the checkout's requirements.txt, made once per content."""
@@ -87,7 +107,8 @@ class CheckoutExecutor(object):
         # System site packages: a host's PyTorch/CUDA stack is reused, not downloaded per job.
         run([self.python, "-m", "venv", "--system-site-packages", partial])
         if content:
-            run([os.path.join(partial, "bin", "pip"), "install", "-q", "-r", requirements], timeout=3600)
+            run([os.path.join(partial, "bin", "pip"), "install", "-q", "-r", requirements], timeout=3600,
+                env=dict(os.environ, **self.pip_environment))
         shutil.rmtree(venv, ignore_errors=True)
         os.rename(partial, venv)
         open(os.path.join(venv, ".complete"), "w").close()
@@ -106,10 +127,17 @@ class CheckoutExecutor(object):
 class ProcessExecutor(CheckoutExecutor):
     name = "process"
 
-    def __init__(self, cache_dir, python="python3", agent_unit="mlops-runner.service", job_user=None):
-        super().__init__(cache_dir, python)
+    def __init__(self, cache_dir, python="python3", agent_unit="mlops-runner.service", job_user=None,
+                 pip_environment=None):
+        super().__init__(cache_dir, python, pip_environment)
         self.agent_unit = agent_unit
         self.job_user = job_user
+
+    def prepare(self, job, workdir):
+        prepared = super().prepare(job, workdir)
+        if self.job_user:
+            hand_over([prepared["source"], os.path.join(workdir, "outputs")], self.job_user)
+        return prepared
 
     def start(self, job, workdir, env, log_path, prepared):
         unit = "mlops-job-%d" % job["id"]
@@ -165,8 +193,8 @@ def _die_with_parent():
 class LocalExecutor(CheckoutExecutor):
     name = "local"
 
-    def __init__(self, cache_dir, python="python3"):
-        super().__init__(cache_dir, python)
+    def __init__(self, cache_dir, python="python3", pip_environment=None):
+        super().__init__(cache_dir, python, pip_environment)
         self.children = {}
 
     def start(self, job, workdir, env, log_path, prepared):
