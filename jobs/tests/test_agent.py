@@ -332,3 +332,16 @@ def test_the_cli_follows_a_running_jobs_log_until_it_ends(make_agent, api, datab
     assert rc == 0
     assert out.getvalue() == "".join("line %d\n" % i for i in range(1, 6))
     assert "job %d SUCCEEDED" % job["id"] in capsys.readouterr().err
+
+
+def test_check_names_what_refuses_the_runners_credentials(database, mlflow_uri):
+    from mlops_jobs.agent import check  # pylint: disable=import-outside-toplevel
+
+    good = {"name": "gpu-1", "database": database["runner"], "services": {"team-a": {"uri": mlflow_uri}}}
+    assert check(good) == ([], {"database": "ok", "team-a": "ok"})
+    bad = dict(good, database=database["runner"] + " password=wrong dbname=nonexistent_queue",
+               services={"team-a": {"uri": mlflow_uri}, "team-b": {"uri": "http://127.0.0.1:9/"}})
+    problems, found = check(bad)
+    assert found["team-a"] == "ok"
+    assert [p.split(":")[0] for p in problems] == ["the job queue's database", "tracking service team-b at http"]
+    assert "nonexistent_queue" in found["database"]

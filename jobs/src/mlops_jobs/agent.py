@@ -403,15 +403,45 @@ class Agent(object):
         self.stopping = True
 
 
+def check(config):
+    """What --check prints: whether the queue's database and every tracking service
+    accept this runner's credentials. ([problem, ...], {part: "ok" or the error})."""
+    found, problems = {}, []
+    try:
+        with Queue(config["database"]) as queue:
+            queue.held(config.get("name") or socket.gethostname())
+        found["database"] = "ok"
+    except Exception as exc:  # pylint: disable=broad-exception-caught
+        found["database"] = str(exc).strip()
+        problems.append("the job queue's database: %s" % found["database"])
+    for name, service in sorted((config.get("services") or {}).items()):
+        try:
+            # One try, briefly: MLflow's default retries take minutes to give up.
+            with runs.mlflow_environment({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}), \
+                    tracking(service) as client:
+                client.search_experiments(max_results=1)
+            found[name] = "ok"
+        except Exception as exc:  # pylint: disable=broad-exception-caught
+            found[name] = str(exc).strip().splitlines()[0][:500] if str(exc).strip() else type(exc).__name__
+            problems.append("tracking service %s at %s: %s" % (name, service.get("uri"), found[name]))
+    return problems, found
+
+
 def main(argv=None):
     options = argparse.ArgumentParser(prog="mlops-runner", description="mlops.platform runner agent")
     options.add_argument("--config", default="/etc/mlops-runner/config.json")
     options.add_argument("--drain", action="store_true", help="set this runner to claim nothing more, and exit")
     options.add_argument("--undrain", action="store_true", help="let this runner claim jobs again, and exit")
+    options.add_argument("--check", action="store_true",
+                         help="check the credentials for the queue and every tracking service, print JSON, and exit")
     args = options.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     with open(args.config) as handle:
         config = json.load(handle)
+    if args.check:
+        problems, found = check(config)
+        print(json.dumps({"ok": not problems, "checked": found, "problems": problems}))
+        return 1 if problems else 0
     if args.drain or args.undrain:
         queue = Queue(config["database"])
         queue.set_draining(config.get("name") or socket.gethostname(), args.drain)

@@ -105,6 +105,12 @@ class Queue(object):
     def close(self):
         self.conn.close()
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_exc):
+        self.close()
+
     def _one(self, query, params=()):
         return self.conn.execute(query, params).fetchone()
 
