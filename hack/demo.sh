@@ -48,6 +48,7 @@ all:
     minio: {hosts: {$name: {}}}
     mlflow: {hosts: {$name: {}}}
     gateway: {hosts: {$name: {}}}
+    runners: {hosts: {$name: {}}}
 YAML
   cat >"$demo_dir/group_vars/all.yml" <<YAML
 ---
@@ -65,6 +66,10 @@ mlops_tracking_services:
     mlflow_port: 5002
     gateway_port: 8444
     users: [{user_name: bob}]
+# The sandbox is its own runner too: CPU only, 2 CPUs and 4 GB for jobs.
+runner_cpus: 2
+runner_memory_mb: 4096
+runner_min_free_disk_mb: 512
 YAML
 
   log "deploying mlops.platform.site onto $name (the first run installs MLflow: several minutes)"
@@ -84,6 +89,10 @@ YAML
     [ "$code" = 200 ] || die "$service with $user's credentials answered $code, not 200"
   done
 
+  log "running a sample job on the sandbox's runner"
+  local run_url
+  run_url=$(sample_job "$address" "$ca" "$(cut -d' ' -f1 "$credentials/tracking-services/team-a/users/alice.password")")
+
   cat <<MSG
 
 mlops.platform demo is up on sandbox host $name ($address, podman network $network).
@@ -97,11 +106,51 @@ mlops.platform demo is up on sandbox host $name ($address, podman network $netwo
     export MLFLOW_TRACKING_URI=https://$address:8443 MLFLOW_TRACKING_USERNAME=alice
     export MLFLOW_TRACKING_PASSWORD=\$(cat $credentials/tracking-services/team-a/users/alice.password)
     export MLFLOW_TRACKING_SERVER_CERT_PATH=$ca
+  Jobs:        PYTHONPATH=jobs/src .venv/bin/python -m mlops_jobs.cli list   (with the exports above;
+               submit --repo URL --commit SHA -- COMMAND, logs --follow ID, cancel ID: jobs/README.md)
+  Sample job:  $run_url
   Services:    .venv/bin/ansible-playbook -i $demo_dir/hosts.yml playbooks/tracking_service.yml -e op=list
   Secrets:     $credentials/ (database and S3 keys per service under tracking-services/,
                MinIO root under $name/minio/, PostgreSQL under $name/postgresql/)
   Inventory:   $demo_dir/hosts.yml (re-run: make demo; remove: make demo-destroy)
 MSG
+}
+
+# A job from a small repository in the sandbox (file://): it logs a metric per epoch
+# into its MLflow run and writes an output file. Prints the run's URL.
+sample_job() {
+  local address="$1" ca="$2" password="$3" repo=/srv/git/mlops-demo-job commit job_id status run_id experiment
+  podman exec -i "$name" sh -c "rm -rf $repo && mkdir -p $repo && cat > $repo/train.py" <<'PY'
+import math
+import os
+
+import mlflow
+
+with mlflow.start_run():
+    for epoch in range(5):
+        mlflow.log_metric("loss", math.exp(-epoch), step=epoch)
+        print("epoch", epoch, "loss", round(math.exp(-epoch), 4), flush=True)
+with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "model.txt"), "w") as out:
+    out.write("a trained model\n")
+PY
+  podman exec "$name" sh -c "printf 'mlflow==%s\n' \$(/opt/mlflow/venv/bin/python -c 'import mlflow; print(mlflow.__version__)') > $repo/requirements.txt \
+    && git init -q -b main $repo && git -C $repo add . \
+    && git -C $repo -c user.name=demo -c user.email=demo@example.invalid commit -q -m 'demo job'" >&2
+  commit=$(podman exec "$name" git -C "$repo" rev-parse HEAD)
+  local -a job_cli=(env PYTHONPATH="$repo_root/jobs/src" MLFLOW_TRACKING_URI="https://$address:8443"
+                    MLFLOW_TRACKING_USERNAME=alice MLFLOW_TRACKING_PASSWORD="$password"
+                    MLFLOW_TRACKING_SERVER_CERT_PATH="$ca" python -m mlops_jobs.cli)
+  job_id=$("${job_cli[@]}" submit --repo "file://$repo" --commit "$commit" --experiment demo -- python train.py \
+           | python -c 'import json, sys; print(json.load(sys.stdin)["id"])')
+  log "job $job_id submitted; its log while it runs (the first job makes its environment: a minute or two):" >&2
+  "${job_cli[@]}" logs --follow --interval 2 "$job_id" >&2
+  read -r status run_id experiment < <("${job_cli[@]}" show "$job_id" | python -c \
+    'import json, sys; j = json.load(sys.stdin); print(j["status"], j["run_id"], j.get("experiment", "demo"))')
+  [ "$status" = SUCCEEDED ] || die "sample job $job_id ended $status"
+  experiment=$(curl -s --max-time 10 --cacert "$ca" -u "alice:$password" \
+    "https://$address:8443/api/2.0/mlflow/runs/get?run_id=$run_id" \
+    | python -c 'import json, sys; print(json.load(sys.stdin)["run"]["info"]["experiment_id"])')
+  echo "https://$address:8443/#/experiments/$experiment/runs/$run_id"
 }
 
 down() {

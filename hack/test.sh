@@ -43,9 +43,15 @@ stage_molecule() {
   done
   [ "${#scenarios[@]}" -gt 0 ] || { echo "no molecule scenarios found" >&2; return 1; }
   [ -z "${MOLECULE_SCENARIOS:-}" ] || read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
+  local versions
   for s in "${scenarios[@]}"; do
+    # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
+    # otherwise: the runner scenario converges the all-in-one platform and runs its
+    # tests too, on 12, so all_in_one itself runs on 13 only (one converge less).
+    versions="12 13"
+    [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
     # shellcheck disable=SC2086 # the version list is meant to split
-    bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-12 13} || return 1
+    bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-$versions} || return 1
   done
 }
 

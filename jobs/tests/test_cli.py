@@ -96,3 +96,9 @@ def test_submit_without_a_command_or_with_both_commit_and_branch_fails(capsys):
     assert cli.main(["submit", "--repo", "file:///x", "--commit", "a" * 40, "--branch", "main", "--", "true"],
                     environ={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}) == 2
     assert "exactly one of --commit and --branch" in capsys.readouterr().err
+
+
+def test_the_command_keeps_each_word_as_typed_and_one_word_is_a_shell_line():
+    assert cli.shell_command(["python", "train.py", "--name", "two words"]) == "python train.py --name 'two words'"
+    assert cli.shell_command(["sh", "-c", "echo a; sleep 1"]) == "sh -c 'echo a; sleep 1'"
+    assert cli.shell_command(["python prep.py && python train.py"]) == "python prep.py && python train.py"

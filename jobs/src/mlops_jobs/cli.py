@@ -12,6 +12,9 @@ MLFLOW_TRACKING_SERVER_CERT_PATH (or MLFLOW_TRACKING_INSECURE_TLS=true).
   mlops-job copy ID [--gpus 2 ...]
   mlops-job logs ID [--follow]
 
+The words after -- are the command, each kept as typed; a single word is a shell line
+as written: -- 'python prep.py && python train.py'.
+
 MLOPS_JOBS_URL overrides where the jobs API is (default: the tracking URI's
 /api/mlops/jobs); logs are read from the job's MLflow run (logs/job.log), which the
 runner uploads while the job runs and when it ends.
@@ -21,6 +24,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -96,7 +100,7 @@ def request_fields(args, submitting):
     elif args.commit:
         fields["commit"] = args.commit
     if args.command:
-        fields["command"] = " ".join(args.command)
+        fields["command"] = shell_command(args.command)
     for name in ("gpus", "cpus", "retries", "image", "experiment"):
         if getattr(args, name) is not None:
             fields[name] = getattr(args, name)
@@ -113,6 +117,13 @@ def request_fields(args, submitting):
     return fields
 
 
+def shell_command(words):
+    """The job's command line (the runner hands it to /bin/sh -c). One word is a shell
+    line as written (pipes, &&, variables: quote it once); several are quoted word by
+    word, so that `-- python train.py --name "two words"` arrives as typed."""
+    return words[0] if len(words) == 1 else shlex.join(words)
+
+
 class Client(object):
     def __init__(self, environ):
         uri = environ.get("MLFLOW_TRACKING_URI", "")
@@ -124,13 +135,16 @@ class Client(object):
         user, password = environ.get("MLFLOW_TRACKING_USERNAME"), environ.get("MLFLOW_TRACKING_PASSWORD")
         if user and password:
             self.session.auth = (user, password)
+        # Given with every request: a session-wide verify loses to REQUESTS_CA_BUNDLE
+        # from the environment, which many hosts set to the system's bundle.
+        self.verify = True
         if environ.get("MLFLOW_TRACKING_INSECURE_TLS", "").lower() == "true":
-            self.session.verify = False
+            self.verify = False
         elif environ.get("MLFLOW_TRACKING_SERVER_CERT_PATH"):
-            self.session.verify = environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
+            self.verify = environ["MLFLOW_TRACKING_SERVER_CERT_PATH"]
 
     def call(self, method, path="", **kwargs):
-        answer = self.session.request(method, self.base + path, timeout=60, **kwargs)
+        answer = self.session.request(method, self.base + path, timeout=60, verify=self.verify, **kwargs)
         try:
             data = answer.json()
         except ValueError:

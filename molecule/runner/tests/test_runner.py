@@ -1,0 +1,216 @@
+"""Verify the runners as a data scientist meets them: jobs submitted with the mlops-job
+CLI through the gateway (basic auth of team-a), run on runner-1 (2 configured GPU ids)
+or runner-2 (CPU only), and reported on their MLflow runs; plus what an operator sees
+on the runner hosts."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+import mlflow
+import numpy
+import pytest
+import testinfra
+from mlflow.tracking import MlflowClient
+
+AIO = "mlops-aio"
+RUNNERS = ("runner-1", "runner-2")
+GPU_IDS = {"GPU-00000000-0000-0000-0000-0000000000a0", "GPU-00000000-0000-0000-0000-0000000000a1"}
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+CREDENTIALS = EPHEMERAL / "credentials"
+CA = CREDENTIALS / AIO / "gateway" / "ca.crt"
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).parents[3]))
+REPO = "/srv/git/model"
+FINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+
+TRAIN = '''"""The seed tutorial's training, as a job: autolog into the job's run (MLFLOW_RUN_ID)."""
+import os
+
+import mlflow
+from sklearn.datasets import load_diabetes
+from sklearn.ensemble import RandomForestRegressor
+from sklearn.model_selection import train_test_split
+
+mlflow.sklearn.autolog()
+X, y = load_diabetes(return_X_y=True)
+X_train, X_test, y_train, y_test = train_test_split(X, y, random_state=0)
+with mlflow.start_run() as run:
+    model = RandomForestRegressor(n_estimators=20, max_depth=6, max_features=3).fit(X_train, y_train)
+    print("trained in run", run.info.run_id, flush=True)
+with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "score.txt"), "w") as out:
+    out.write("%.4f\\n" % model.score(X_test, y_test))
+'''
+
+
+def address():
+    return subprocess.check_output(
+        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", AIO], text=True).strip()
+
+
+ENV = {
+    "MLFLOW_TRACKING_URI": "https://%s:8443" % address(),
+    "MLFLOW_TRACKING_USERNAME": "alice",
+    "MLFLOW_TRACKING_PASSWORD": "Alice-pass-2026",
+    "MLFLOW_TRACKING_SERVER_CERT_PATH": str(CA),
+}
+os.environ.update(ENV)
+
+
+def on(host, *argv, stdin=None, check=True):
+    done = subprocess.run(["podman", "exec", "-i", host] + list(argv), input=stdin, capture_output=True, text=True,
+                          timeout=300, check=False)
+    if check:
+        assert done.returncode == 0, "%s %s: %s" % (host, argv, done.stderr[-2000:])
+    return done
+
+
+def cli(*args):
+    # REQUESTS_CA_BUNDLE as many workstations have it: the CLI must still check the
+    # gateway against MLFLOW_TRACKING_SERVER_CERT_PATH.
+    env = dict(os.environ, PYTHONPATH=str(PROJECT / "jobs" / "src"),
+               REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
+    done = subprocess.run([sys.executable, "-m", "mlops_jobs.cli"] + list(args), capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout
+
+
+def wait(job_id, until, timeout=300, interval=1.0):
+    deadline = time.monotonic() + timeout
+    while True:
+        job = cli("show", str(job_id))
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, "job %d stayed %s: %s" % (job_id, job["status"], job.get("reason"))
+        time.sleep(interval)
+
+
+def artifact_text(run_id, path):
+    local = MlflowClient().download_artifacts(run_id, path, tempfile.mkdtemp())
+    with open(local) as handle:
+        return handle.read()
+
+
+@pytest.fixture(scope="module")
+def commit():
+    """The same repository, commit for commit, on both runners at REPO (file://)."""
+    heads = set()
+    for host in RUNNERS:
+        on(host, "rm", "-rf", REPO)
+        on(host, "mkdir", "-p", REPO)
+        on(host, "sh", "-c", "cat > %s/train.py" % REPO, stdin=TRAIN)
+        on(host, "sh", "-c", "cat > %s/requirements.txt" % REPO, stdin="mlflow==%s\nscikit-learn\n" % mlflow.__version__)
+        git = ["env", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z",
+               "git", "-C", REPO, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+        on(host, "git", "init", "-q", "-b", "main", REPO)
+        on(host, *git, "add", ".")
+        on(host, *git, "commit", "-q", "-m", "tutorial")
+        heads.add(on(host, "git", "-C", REPO, "rev-parse", "HEAD").stdout.strip())
+    assert len(heads) == 1
+    return heads.pop()
+
+
+def submit(commit, *options):
+    args = ["submit", "--repo", "file://" + REPO, "--commit", commit] + list(options)
+    return cli(*args)["id"]
+
+
+def test_every_runner_runs_its_agent_with_private_configuration():
+    for name in RUNNERS:
+        node = testinfra.get_host("podman://" + name)
+        agent = node.service("mlops-runner")
+        assert agent.is_running and agent.is_enabled
+        config = node.file("/etc/mlops-runner/config.json")
+        assert config.user == "root" and config.mode == 0o600
+        checked = json.loads(on(name, "/opt/mlops-runner/venv/bin/mlops-runner", "--check").stdout)
+        assert checked["ok"] and checked["checked"] == {"database": "ok", "team-a": "ok"}
+        # No package index was needed: the agent came from the controller's wheels.
+        assert node.file("/opt/mlops-runner/venv/bin/mlops-runner").exists
+
+
+def test_the_tutorial_runs_as_a_job_into_a_finished_run(commit):
+    job_id = submit(commit, "--cpus", "1", "--memory", "2G", "--timeout", "20m", "--experiment", "diabetes-jobs",
+                    "--", "python", "train.py")
+    job = wait(job_id, lambda j: j["status"] in FINAL, timeout=900, interval=3)
+    assert job["status"] == "SUCCEEDED", job
+    run = MlflowClient().get_run(job["run_id"])
+    assert run.info.status == "FINISHED"
+    assert {"training_score", "training_mean_squared_error"} <= set(run.data.metrics)
+    assert run.data.tags["mlops.job_status"] == "SUCCEEDED" and run.data.tags["mlops.exit_code"] == "0"
+    assert run.data.tags["mlops.runner"] in RUNNERS
+    assert "trained in run %s" % job["run_id"] in artifact_text(job["run_id"], "logs/job.log")
+    assert float(artifact_text(job["run_id"], "outputs/score.txt")) > 0
+    model = mlflow.pyfunc.load_model("runs:/%s/model" % job["run_id"])
+    assert len(model.predict(numpy.zeros((3, 10)))) == 3
+    listed = cli("list")
+    assert job_id in [j["id"] for j in listed["jobs"]]
+
+
+def test_a_failing_job_ends_failed_with_its_log_and_ran_unprivileged(commit):
+    job_id = submit(commit, "--", "sh", "-c",
+                    "id -un; cat /etc/mlops-runner/config.json || echo config-unreadable; echo about to fail; exit 3")
+    job = wait(job_id, lambda j: j["status"] in FINAL)
+    assert job["status"] == "FAILED" and job["exit_code"] == 3, job
+    run = MlflowClient().get_run(job["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["mlops.exit_code"] == "3"
+    log = artifact_text(job["run_id"], "logs/job.log")
+    assert "mlops-job\n" in log and "config-unreadable" in log and "about to fail" in log
+    assert '"password"' not in log
+
+
+def test_cancelling_a_running_job_kills_it_within_10_s(commit):
+    job_id = submit(commit, "--", "sh", "-c", "echo started; sleep 300 & sleep 300")
+    job = wait(job_id, lambda j: j["status"] == "RUNNING")
+    cancelled_at = time.monotonic()
+    cli("cancel", str(job_id))
+    job = wait(job_id, lambda j: j["status"] in FINAL, timeout=30, interval=0.5)
+    assert job["status"] == "CANCELLED" and time.monotonic() - cancelled_at <= 10, job
+    assert MlflowClient().get_run(job["run_id"]).info.status == "KILLED"
+    state = on(job["runner"], "systemctl", "show", "mlops-job-%d" % job_id, "-p", "ActiveState", "--value").stdout
+    assert state.strip() in ("inactive", "")
+    assert on(job["runner"], "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+
+
+def test_a_two_gpu_job_sees_exactly_its_devices_and_a_one_gpu_job_waits(commit):
+    first = submit(commit, "--gpus", "2", "--", "sh", "-c",
+                   "echo devices=$CUDA_VISIBLE_DEVICES nvidia=$NVIDIA_VISIBLE_DEVICES; sleep 20")
+    job = wait(first, lambda j: j["status"] == "RUNNING")
+    assert job["runner"] == "runner-1" and set(job["gpu_ids"]) == GPU_IDS
+    second = submit(commit, "--gpus", "1", "--", "sh", "-c", "echo devices=$CUDA_VISIBLE_DEVICES")
+    for _second in range(8):
+        assert cli("show", str(second))["status"] == "QUEUED"
+        time.sleep(1)
+    assert cli("show", str(first))["status"] == "RUNNING"
+    job = wait(first, lambda j: j["status"] in FINAL)
+    assert job["status"] == "SUCCEEDED"
+    devices = artifact_text(job["run_id"], "logs/job.log").split("devices=", 1)[1].split()[0]
+    assert set(devices.split(",")) == GPU_IDS
+    later = wait(second, lambda j: j["status"] in FINAL)
+    assert later["status"] == "SUCCEEDED" and later["runner"] == "runner-1" and len(later["gpu_ids"]) == 1
+    assert "devices=%s\n" % later["gpu_ids"][0] in artifact_text(later["run_id"], "logs/job.log")
+
+
+def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
+    job_id = submit(commit, "--gpus", "1", "--", "sh", "-c", "echo step-1-done; sleep 600")
+    job = wait(job_id, lambda j: j["status"] == "RUNNING")
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if "step-1-done" in artifact_text(job["run_id"], "logs/job.log"):
+                break
+        except Exception:  # pylint: disable=broad-exception-caught
+            pass
+        assert time.monotonic() < deadline, "the log was never uploaded while the job ran"
+        time.sleep(1)
+    on("runner-1", "systemctl", "kill", "--signal", "SIGKILL", "mlops-runner")
+    job = wait(job_id, lambda j: j["status"] in FINAL, timeout=90)
+    assert job["status"] == "LOST", job
+    run = MlflowClient().get_run(job["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
+    assert "step-1-done" in artifact_text(job["run_id"], "logs/job.log")
+    assert on("runner-1", "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+    assert testinfra.get_host("podman://runner-1").service("mlops-runner").is_running
