@@ -49,7 +49,7 @@ def fingerprint(conn):
 
 
 def main(argv=None):
-    options = argparse.ArgumentParser(prog="mlops-jobs-migrate", description=__doc__.split("\n")[0])
+    options = argparse.ArgumentParser(prog="mlops-jobs-migrate", description=__doc__.split("\n", maxsplit=1)[0])
     options.add_argument("--settings", required=True, help="JSON file with database, api_role, runner_role")
     args = options.parse_args(argv)
     with open(args.settings) as handle:
