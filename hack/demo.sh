@@ -144,8 +144,8 @@ PY
            | python -c 'import json, sys; print(json.load(sys.stdin)["id"])')
   log "job $job_id submitted; its log while it runs (the first job makes its environment: a minute or two):" >&2
   "${job_cli[@]}" logs --follow --interval 2 "$job_id" >&2
-  read -r status run_id experiment < <("${job_cli[@]}" show "$job_id" | python -c \
-    'import json, sys; j = json.load(sys.stdin); print(j["status"], j["run_id"], j.get("experiment", "demo"))')
+  read -r status run_id < <("${job_cli[@]}" show "$job_id" | python -c \
+    'import json, sys; j = json.load(sys.stdin); print(j["status"], j["run_id"])')
   [ "$status" = SUCCEEDED ] || die "sample job $job_id ended $status"
   experiment=$(curl -s --max-time 10 --cacert "$ca" -u "alice:$password" \
     "https://$address:8443/api/2.0/mlflow/runs/get?run_id=$run_id" \

@@ -22,6 +22,7 @@ Its jobs die with the agent as well (the kernel kills them when it exits).
 import ctypes
 import hashlib
 import os
+import pwd
 import shlex
 import shutil
 import signal
@@ -71,18 +72,12 @@ def write_env_file(path, env):
 def hand_over(paths, user):
     """Give paths (recursively) to user: a job that runs as its own user writes its
     checkout and its output directory, and nothing else of the runner's."""
+    entry = pwd.getpwnam(user)
     for top in paths:
-        shutil.chown(top, user, user)
+        os.chown(top, entry.pw_uid, entry.pw_gid)
         for root, dirs, files in os.walk(top):
             for name in dirs + files:
-                os.chown(os.path.join(root, name), *_ids(user), follow_symlinks=False)
-
-
-def _ids(user):
-    import pwd  # pylint: disable=import-outside-toplevel
-
-    entry = pwd.getpwnam(user)
-    return entry.pw_uid, entry.pw_gid
+                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
 
 
 class CheckoutExecutor(object):
