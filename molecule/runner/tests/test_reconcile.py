@@ -1,0 +1,143 @@
+"""Nightly reconciliation (playbooks/reconcile.yml) on the converged platform: drift
+injected by hand on several hosts, a report run that lists exactly that drift and
+changes nothing, an apply run that fixes it, and a clean report after it.
+Runs after test_operations.py (which deletes team-b; the first apply brings it back,
+as the inventory still lists it) and before test_runner.py."""
+
+import json
+import os
+import subprocess
+
+import pytest
+import testinfra
+from minio.credentials import StaticProvider
+from minio.minioadmin import MinioAdmin
+
+from test_all_in_one import CREDENTIALS, HOST, address, get, node, secret
+from test_operations import local_health, root_minio, service_running
+
+INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+RUNNER = "runner-2"
+GATEWAY_CONF = "/etc/nginx/conf.d/mlops-team-a.conf"
+
+
+def reconcile(report, *args):
+    """ansible-playbook mlops.platform.reconcile as cron would run it: (exit status, report, output)."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", ANSIBLE_CALLBACK_RESULT_FORMAT="json",
+               ANSIBLE_CALLBACKS_ENABLED="mlops.platform.drift_report", MLOPS_DRIFT_REPORT=str(report))
+    done = subprocess.run(["ansible-playbook", "-i", INVENTORY, "mlops.platform.reconcile", "--diff", *args],
+                          capture_output=True, text=True, timeout=1500, check=False, env=env)
+    output = done.stdout + done.stderr
+    assert report.exists(), output[-3000:]
+    return done.returncode, json.loads(report.read_text()), output
+
+
+def minio_admin():
+    root = CREDENTIALS / HOST / "minio"
+    return MinioAdmin(endpoint="%s:9000" % address(), secure=False,
+                      credentials=StaticProvider(secret(root / "root_user"), secret(root / "root_password")))
+
+
+def user_policies(user):
+    info = json.loads(minio_admin().user_info(user))
+    return sorted(filter(None, info.get("policyName", "").split(",")))
+
+
+def psql(sql):
+    return node.check_output("runuser -u postgres -- psql -Atc \"%s\"" % sql)
+
+
+def password_hash(role):
+    return psql("select rolpassword from pg_authid where rolname = '%s'" % role)
+
+
+@pytest.fixture(scope="module")
+def runner_host():
+    return testinfra.get_host("podman://" + RUNNER)
+
+
+@pytest.fixture(scope="module")
+def converged(tmp_path_factory):
+    """The platform as the inventory says, whatever the earlier tests left (team-b purged)."""
+    report = tmp_path_factory.mktemp("reconcile") / "first-apply.json"
+    rc, data, output = reconcile(report)
+    assert rc == 0, output[-5000:]
+    assert data["mode"] == "apply" and data["complete"] and data["errors"] == [], data["errors"]
+    return data
+
+
+def test_without_the_callback_it_stops_before_any_change(converged, tmp_path):
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
+    done = subprocess.run(["ansible-playbook", "-i", INVENTORY, "mlops.platform.reconcile", "--check"],
+                          capture_output=True, text=True, timeout=300, check=False, env=env, cwd=tmp_path)
+    output = done.stdout + done.stderr
+    assert done.returncode != 0
+    assert "ANSIBLE_CALLBACKS_ENABLED=mlops.platform.drift_report" in output, output[-3000:]
+    assert "PLAY [PostgreSQL" not in output, output[-3000:]
+
+
+def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(converged, runner_host, tmp_path):
+    conf_before = node.file(GATEWAY_CONF).content_string
+    hash_before = password_hash("mlflow_team_b")
+    assert service_running("team-b") and runner_host.service("mlops-runner").is_running
+
+    # The drift: one change by hand on each kind of resource.
+    root_minio().remove_bucket("mlflow-team-b")                       # a bucket deleted (empty: new)
+    minio_admin().detach_policy(["mlflow-team-a"], user="mlflow-team-a")  # a user's policy changed
+    minio_admin().attach_policy(["readwrite"], user="mlflow-team-a")
+    node.check_output("systemctl stop mlflow@team-b")                   # a tracking service stopped
+    node.check_output("echo '# edited by hand' >> %s" % GATEWAY_CONF)   # the gateway config hand-edited
+    psql("alter role mlflow_team_b password 'Drifted-pass-2026'")        # a database password changed
+    runner_host.check_output("systemctl stop mlops-runner")              # a runner stopped
+
+    rc, report, output = reconcile(tmp_path / "drift.json", "--check")
+    assert rc == 2, output[-5000:]
+    assert report["mode"] == "report" and report["complete"] and report["drift_found"], report
+    assert report["errors"] == [], report["errors"]
+    found = sorted((entry["host"], entry["action"], entry["resource"]) for entry in report["drift"])
+    assert found == sorted([
+        (HOST, "mlops.platform.s3_bucket", "s3_bucket mlflow-team-b"),
+        (HOST, "mlops.platform.minio_user", "minio_user (Create the MinIO user: team-a)"),
+        (HOST, "mlops.platform.tracking_service", "tracking_service team-b"),
+        (HOST, "ansible.builtin.template", "template " + GATEWAY_CONF),
+        (HOST, "community.postgresql.postgresql_user", "postgresql_user (Create the database login role: team-b)"),
+        (RUNNER, "ansible.builtin.systemd_service", "systemd_service mlops-runner.service"),
+    ]), json.dumps(report["drift"], indent=1)[:6000]
+    by_action = {entry["action"]: entry for entry in report["drift"]}
+    # Tasks that carry a secret (no_log) name the resource and hide the values.
+    assert by_action["mlops.platform.minio_user"]["found"].startswith("(hidden")
+    assert "# edited by hand" in by_action["ansible.builtin.template"]["found"]
+    assert "# edited by hand" not in by_action["ansible.builtin.template"]["expected"]
+    assert by_action["ansible.builtin.systemd_service"]["found"]["ActiveState"] == "inactive"
+    assert by_action["mlops.platform.tracking_service"]["expected"]["actions"] == ["start mlflow@team-b.service"]
+    # The password itself never reaches the report or the output.
+    assert "Drifted-pass-2026" not in (tmp_path / "drift.json").read_text() + output
+    assert by_action["community.postgresql.postgresql_user"]["found"].startswith("(hidden")
+    assert oct((tmp_path / "drift.json").stat().st_mode & 0o777) == "0o600"
+    assert "Drift on 6 resources" in output
+    # Report mode changed nothing.
+    assert not root_minio().bucket_exists("mlflow-team-b")
+    assert user_policies("mlflow-team-a") == ["readwrite"]
+    assert not service_running("team-b") and not runner_host.service("mlops-runner").is_running
+    assert node.file(GATEWAY_CONF).content_string.endswith("# edited by hand\n")
+    assert password_hash("mlflow_team_b") != hash_before
+
+    rc, applied, output = reconcile(tmp_path / "applied.json")
+    assert rc == 0, output[-5000:]
+    assert applied["mode"] == "apply" and applied["errors"] == [], applied["errors"]
+    assert {(e["host"], e["action"]) for e in applied["drift"]} == {entry[:2] for entry in found}
+    assert root_minio().bucket_exists("mlflow-team-b")
+    assert user_policies("mlflow-team-a") == ["mlflow-team-a"]
+    assert service_running("team-b") and local_health(5002) == "200"
+    assert node.file(GATEWAY_CONF).content_string == conf_before
+    assert runner_host.service("mlops-runner").is_running
+    # team-b's MLflow reaches its database with the password it was given.
+    search = node.run("python3 -c \"import urllib.request as u; print(u.urlopen("
+                      "'http://127.0.0.1:5002/api/2.0/mlflow/experiments/search?max_results=1', timeout=30).status)\"")
+    assert search.stdout.strip() == "200", search.stderr
+    assert get(8443, "/health").status_code == 200
+
+    rc, clean, output = reconcile(tmp_path / "clean.json", "--check")
+    assert rc == 0, output[-5000:]
+    assert clean["drift"] == [] and clean["errors"] == [] and not clean["drift_found"], clean
