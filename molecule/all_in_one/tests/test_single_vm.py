@@ -19,7 +19,7 @@ ADMIN_PASSWORD = "Vm-admin-2026"
 
 def single_vm(*params):
     command = ["ansible-playbook", "mlops.platform.single_vm", "-e", "target=" + HOST,
-               "-e", "connection=mlops_podman",
+               "-e", "target_connection=mlops_podman",
                "-e", "minio_binary_file=" + os.environ["MLOPS_MINIO_BINARY"], "-e", "minio_limit_nofile=16384"]
     for param in params:
         command += ["-e", param]
