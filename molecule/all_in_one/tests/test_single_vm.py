@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from test_all_in_one import HERE, HOST, address
+from test_operations import recap_changed
 
 ADMIN_PASSWORD = "Vm-admin-2026"
 
@@ -27,10 +28,6 @@ def single_vm(*params):
                           env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
                                    ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
     return done.returncode, done.stdout + done.stderr
-
-
-def recap_changed(output):
-    return [int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1])]
 
 
 @pytest.mark.parametrize("params,words", [
