@@ -89,7 +89,7 @@ export BENCH_PASSWORD="$password"
 load() { # "ROUND NAME" URL CLIENTS [ARGS...]
   local name=$1 url=$2 clients=$3
   shift 3
-  podman exec -e BENCH_PASSWORD "$host" /opt/mlflow/venv/bin/python /root/bench_load.py "$url" "$clients" "$seconds" "$@" \
+  podman exec -e BENCH_PASSWORD "$host" /opt/mlflow/services/team-a/bin/python /root/bench_load.py "$url" "$clients" "$seconds" "$@" \
     | sed -n '$p' | sed "s/^/$name $clients /"
 }
 rss_mb() { # UNIT: resident memory of the unit's processes, MB

@@ -133,7 +133,7 @@ with mlflow.start_run():
 with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "model.txt"), "w") as out:
     out.write("a trained model\n")
 PY
-  podman exec "$name" sh -c "printf 'mlflow==%s\n' \$(/opt/mlflow/venv/bin/python -c 'import mlflow; print(mlflow.__version__)') > $repo/requirements.txt \
+  podman exec "$name" sh -c "printf 'mlflow==%s\n' \$(/opt/mlflow/services/team-a/bin/python -c 'import mlflow; print(mlflow.__version__)') > $repo/requirements.txt \
     && git init -q -b main $repo && git -C $repo add . \
     && git -C $repo -c user.name=demo -c user.email=demo@example.invalid commit -q -m 'demo job'" >&2
   commit=$(podman exec "$name" git -C "$repo" rev-parse HEAD)

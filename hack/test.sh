@@ -46,8 +46,10 @@ stage_molecule() {
   local versions
   for s in "${scenarios[@]}"; do
     # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
-    # otherwise: the runner scenario converges the all-in-one platform and runs its
-    # tests too, on 12, so all_in_one itself runs on 13 only (one converge less).
+    # otherwise. To keep the suite within its time, the platform scenarios split the two:
+    # all_in_one on 13; runner (the same platform plus runners, its own tests) and
+    # upgrade on 12; the MinIO role scenarios one each, minio_single on 13 and
+    # minio_distributed on 12 (all_in_one and runner cover single-node MinIO on both).
     versions="12 13"
     [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
     # shellcheck disable=SC2086 # the version list is meant to split

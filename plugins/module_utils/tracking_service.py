@@ -464,14 +464,15 @@ def scrub(text, secrets):
 # ---------------------------------------------------------------- plan
 
 
-def plan_actions(state, name, env_path, current, desired_text=None, schema=None, backup_path=None):
+def plan_actions(state, name, env_path, current, desired_text=None, schema=None, backup_path=None, link=None):
     """The steps that bring a tracking service to state, as (verb, description) pairs, in order.
 
     current: dict(text=the env file's text or None, file_ok=its owner and mode are right,
     dir=ok, missing or insecure (the config directory), active=the unit runs or tries to,
     enabled=the unit starts at boot).
     schema: the schema check's result or None when it was not run; backup_path: where a
-    backup before an upgrade goes.
+    backup before an upgrade goes. link: None, or dict(path=the symlink the unit runs
+    MLflow through, current=its target or None, desired=the venv).
     """
     unit = UNIT_TEMPLATE % name
     steps = []
@@ -483,6 +484,8 @@ def plan_actions(state, name, env_path, current, desired_text=None, schema=None,
             steps.append(("disable", "disable %s" % unit))
         if current["text"] is not None:
             steps.append(("remove", "remove %s" % env_path))
+        if link and link["current"] is not None:
+            steps.append(("unlink", "remove %s" % link["path"]))
         return steps
 
     if current["dir"] != "ok":
@@ -493,6 +496,10 @@ def plan_actions(state, name, env_path, current, desired_text=None, schema=None,
         steps.append(("write", "write %s" % env_path))
     elif not current["file_ok"]:
         steps.append(("chmod", "set root:root 0600 on %s" % env_path))
+    if link and link["current"] != link["desired"]:
+        steps.append(("link", "point %s at %s" % (link["path"], link["desired"])))
+        # The unit runs MLflow through the link: another venv is another server.
+        config_changed = True
 
     if state == "stopped":
         if active:
@@ -802,12 +809,69 @@ class TrackingServiceHost(object):
             if os.path.exists(path):
                 os.chmod(path, ENV_MODE)
 
+    def restore(self, uri, path, secrets):
+        """Put the backend store back as a backup of self.backup left it.
+
+        PostgreSQL: everything the service's role owns in its database is dropped and the
+        dump loaded, in one transaction, so a failed restore leaves the database as it was.
+        Tables a newer MLflow added are dropped too (the dump does not know them).
+        """
+        target = sqlite_path(uri)
+        if target:
+            shutil.copyfile(path, target)
+            return
+        tools = dict((tool, self.module.get_bin_path(tool)) for tool in ("pg_restore", "psql"))
+        missing = [tool for tool, found in tools.items() if not found]
+        if missing:
+            raise TrackingServiceError("%s not found: install the PostgreSQL client to restore %s"
+                                       % (", ".join(missing), path))
+        fd, script = tempfile.mkstemp(dir=os.path.dirname(path), prefix=".restore.", suffix=".sql")
+        os.close(fd)
+        try:
+            rc, out, err = self.module.run_command([tools["pg_restore"], "--no-owner", "--no-privileges",
+                                                    "--file", script, path], cwd="/")
+            if rc != 0:
+                raise TrackingServiceError("pg_restore could not read %s (exit status %d): %s"
+                                           % (path, rc, (err or out).strip()))
+            rc, out, err = self.module.run_command(
+                [tools["psql"], "--no-password", "--no-psqlrc", "--quiet", "--single-transaction",
+                 "--set", "ON_ERROR_STOP=1", "--command", "DROP OWNED BY CURRENT_USER", "--file", script],
+                environ_update=pg_environment(uri), cwd="/")
+            if rc != 0:
+                raise TrackingServiceError("restoring %s failed (exit status %d), the database is unchanged: %s"
+                                           % (path, rc, scrub((err or out).strip()[-2000:], secrets)))
+        finally:
+            os.remove(script)
+
+    # the venv link
+
+    @staticmethod
+    def link_target(path):
+        """Where the symlink path points, or None when there is none."""
+        return os.readlink(path) if os.path.islink(path) else None
+
+    @staticmethod
+    def set_link(path, target):
+        """Point the symlink path at target, replacing the old link in one rename."""
+        directory = os.path.dirname(path)
+        if not os.path.isdir(directory):
+            os.makedirs(directory, 0o755)
+        tmp = os.path.join(directory, ".%s.%d" % (os.path.basename(path), os.getpid()))
+        if os.path.lexists(tmp):
+            os.remove(tmp)
+        os.symlink(target, tmp)
+        os.rename(tmp, path)
+
     # apply
 
-    def apply(self, steps, name, text=None, uri=None, backup_path=None, secrets=()):
+    def apply(self, steps, name, text=None, uri=None, backup_path=None, secrets=(), link=None):
         """Carry out the steps of plan_actions, in order."""
         for verb, _description in steps:
-            if verb == "mkdir":
+            if verb == "link":
+                self.set_link(link["path"], link["desired"])
+            elif verb == "unlink":
+                os.remove(link["path"])
+            elif verb == "mkdir":
                 self._secure_dir(self.config_dir)
             elif verb == "write":
                 self.write_env(name, text)

@@ -25,6 +25,12 @@ description:
     upgraded by a newer MLflow) fails the module before anything changes.
   - After a start or restart, waits until C(/health) answers C(OK); when it does not, fails with the last lines of
     the unit's journal, secrets masked.
+  - With O(venv_link), an upgrade is one service at a time and undone when it fails. The unit runs MLflow through
+    that symlink; pointing it at another O(venv) (another MLflow version) rewrites the configuration, upgrades the
+    schema after a backup when the new MLflow needs that, and restarts the service. When the upgrade or the health
+    check fails, the module stops the service, restores the database from the backup (only when one was taken for
+    this run), puts the previous configuration and link back, starts the service, waits for it to be healthy and
+    then fails, saying what was rolled back.
   - The backend store URI reaches the venv's python and C(pg_dump) through their environment, never on a command
     line. The returned diff masks the database password, C(AWS_SECRET_ACCESS_KEY) and every variable whose name
     contains C(PASSWORD), C(SECRET) or C(TOKEN).
@@ -157,6 +163,14 @@ options:
       (C(MLOPS_MLFLOW_VERSION)), so an upgraded venv restarts the service.
     type: path
     default: /opt/mlflow/venv
+  venv_link:
+    description:
+      - Symlink through which the service's unit runs MLflow (the role's unit runs
+        C(/opt/mlflow/services/%i/bin/mlflow)); the module points it at O(venv), so every service can move to a new
+        venv on its own, and removes it with O(state=absent).
+      - A link that pointed at another venv with a C(bin/python) makes a failed upgrade roll back (see above).
+      - Not given, the unit is expected to run the MLflow of O(venv) itself and nothing is rolled back.
+    type: path
   config_dir:
     description: Directory of the environment files.
     type: path
@@ -258,11 +272,14 @@ journal:
   elements: str
 """
 
+import os
+
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import (
     TrackingServiceError,
     TrackingServiceHost,
+    UNIT_TEMPLATE,
     UnknownSchemaError,
     backup_file,
     changed_secrets,
@@ -297,6 +314,40 @@ def check_schema(module, client, uri, secrets):
     return None
 
 
+def rollback_possible(client, link, previous_text):
+    """Whether the service can go back to the venv and configuration it ran with before."""
+    return (link["current"] is not None and previous_text is not None
+            and os.access(os.path.join(link["current"], "bin", "python"), os.X_OK))
+
+
+def roll_back(client, name, params, link, previous_text, uri, backup, secrets, failure):
+    """Put the service back on its previous venv, configuration and (after a schema upgrade)
+    database, start it, and raise the failure with what was rolled back; returns nothing."""
+    actions = ["stop %s" % (UNIT_TEMPLATE % name)]
+    try:
+        client.unit_action("stop", name)
+        if backup:
+            client.restore(uri, backup, secrets)
+            actions.append("restore database from %s" % backup)
+        client.write_env(name, previous_text)
+        client.set_link(link["path"], link["current"])
+        actions.extend(["write %s" % client.env_path(name), "point %s at %s" % (link["path"], link["current"]),
+                        "start %s" % (UNIT_TEMPLATE % name)])
+        client.unit_action("start", name)
+        client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
+    except TrackingServiceError as exc:
+        error = TrackingServiceError("%s; the rollback to %s failed too: %s" % (failure, link["current"], exc))
+        error.journal = getattr(exc, "journal", None) or getattr(failure, "journal", [])
+        raise error
+    error = TrackingServiceError(
+        "%s; rolled back: %s runs from %s again%s and is healthy"
+        % (failure, UNIT_TEMPLATE % name, link["current"],
+           ", its database restored from %s" % backup if backup else ""))
+    error.journal = getattr(failure, "journal", [])
+    error.actions = actions
+    raise error
+
+
 def main():
     module = AnsibleModule(
         argument_spec=dict(
@@ -320,6 +371,7 @@ def main():
             environment=dict(type="dict", default={}),
             upgrade_schema=dict(type="bool", default=True),
             venv=dict(type="path", default="/opt/mlflow/venv"),
+            venv_link=dict(type="path"),
             config_dir=dict(type="path", default="/etc/mlflow/services"),
             backup_dir=dict(type="path", default="/var/backups/mlflow"),
             wait_timeout=dict(type="int", default=180),
@@ -368,20 +420,33 @@ def main():
         backup = backup_file(params["backup_dir"], name, uri) if schema and schema["upgrade"] else None
         current = dict(text=current_text, file_ok=file_ok, dir=client.dir_state(), active=unit["active"],
                        enabled=unit["enabled"])
-        steps = plan_actions(state, name, client.env_path(name), current, desired_text, schema, backup)
+        link = None
+        if params["venv_link"]:
+            link = dict(path=params["venv_link"], current=client.link_target(params["venv_link"]),
+                        desired=params["venv"])
+        steps = plan_actions(state, name, client.env_path(name), current, desired_text, schema, backup, link)
         result.update(changed=bool(steps), actions=[description for _verb, description in steps], backup=backup)
         if schema:
             result["schema"] = dict(current=schema["head"] if schema["upgrade"] else schema["current"],
                                     head=schema["head"])
 
         if not module.check_mode:
-            for step in steps:
-                client.apply([step], name, desired_text, uri, backup, secrets)
-                done.append(step[1])
-            started = any(verb in ("start", "restart") for verb, _description in steps)
-            if state == "started" or (state == "present" and started):
-                client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
+            done_verbs = []
+            try:
+                for step in steps:
+                    client.apply([step], name, desired_text, uri, backup, secrets, link)
+                    done.append(step[1])
+                    done_verbs.append(step[0])
+                started = any(verb in ("start", "restart") for verb, _description in steps)
+                if state == "started" or (state == "present" and started):
+                    client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
+            except TrackingServiceError as exc:
+                if "link" not in done_verbs or not rollback_possible(client, link, current_text):
+                    raise
+                roll_back(client, name, params, link, current_text, uri,
+                          backup if "backup" in done_verbs else None, secrets, exc)
     except TrackingServiceError as exc:
+        done.extend(getattr(exc, "actions", []))
         result.update(changed=bool(done), actions=done)
         module.fail_json(msg=str(exc), journal=getattr(exc, "journal", []), **result)
     except (IOError, OSError) as exc:

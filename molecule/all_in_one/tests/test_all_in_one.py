@@ -175,11 +175,6 @@ def test_tracking_service_info_lists_both_services():
     assert services["team-b"]["public_url"] == url(8444)
 
 
-# The runner scenario runs this file too, on the same gateway configuration; the 2 GB
-# round trip costs minutes and proves nothing more there. all_in_one runs it, and its
-# test_backup_restore.py backs the artifact up and restores it.
-@pytest.mark.skipif(os.environ.get("MOLECULE_SCENARIO_NAME") == "runner",
-                    reason="the all_in_one scenario runs the 2 GB round trip")
 def test_two_gigabyte_artifact_round_trips_through_the_gateway():
     script = r"""
 import hashlib, os, sys, tempfile, mlflow

@@ -324,6 +324,37 @@ def test_plan_describes_each_step():
     ]
 
 
+def link(current_target, desired="/opt/mlflow/venvs/3.17.2"):
+    return dict(path="/opt/mlflow/services/team-a", current=current_target, desired=desired)
+
+
+@pytest.mark.parametrize("state,cur,desired,schema,venv_link,expected", [
+    # a new service: the link comes with its configuration
+    ("started", current(text=None, active=False, enabled=False), "new", None, link(None),
+     ["write", "link", "enable", "start"]),
+    # converged
+    ("started", current(text="new"), "new", None, link("/opt/mlflow/venvs/3.17.2"), []),
+    # an upgrade: the version in the configuration and the link change, the schema follows
+    ("started", current(), "new", UPGRADE, link("/opt/mlflow/venvs/3.16.1"),
+     ["write", "link", "stop", "backup", "upgrade", "start"]),
+    # the link alone pointed elsewhere (same configuration): another server, so a restart
+    ("started", current(text="new"), "new", None, link("/opt/mlflow/venvs/3.16.1"), ["link", "restart"]),
+    ("present", current(text="new", active=False), "new", None, link("/elsewhere"), ["link"]),
+    ("stopped", current(text="new", active=False, enabled=False), "new", None, link("/elsewhere"), ["link"]),
+    ("absent", current(active=False, enabled=False), None, None, link("/opt/mlflow/venvs/3.17.2"),
+     ["remove", "unlink"]),
+    ("absent", current(text=None, active=False, enabled=False), None, None, link(None), []),
+])
+def test_plan_with_a_venv_link(state, cur, desired, schema, venv_link, expected):
+    steps = plan_actions(state, "team-a", ENV, cur, desired, schema, "/b/x.dump", venv_link)
+    assert [verb for verb, _description in steps] == expected
+
+
+def test_the_link_step_names_the_link_and_the_venv():
+    steps = plan_actions("started", "team-a", ENV, current(text="new"), "new", None, None, link("/old"))
+    assert steps[0] == ("link", "point /opt/mlflow/services/team-a at /opt/mlflow/venvs/3.17.2")
+
+
 def test_backup_file_names():
     assert backup_file("/var/backups/mlflow", "team-a", URI, now=0) == "/var/backups/mlflow/team-a-19700101T000000Z.dump"
     assert backup_file("/b", "a", "sqlite:////x/mlflow.db", now=0) == "/b/a-19700101T000000Z.db"
