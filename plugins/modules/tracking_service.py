@@ -314,7 +314,7 @@ def check_schema(module, client, uri, secrets):
     return None
 
 
-def rollback_possible(client, link, previous_text):
+def rollback_possible(link, previous_text):
     """Whether the service can go back to the venv and configuration it ran with before."""
     return (link["current"] is not None and previous_text is not None
             and os.access(os.path.join(link["current"], "bin", "python"), os.X_OK))
@@ -441,7 +441,7 @@ def main():
                 if state == "started" or (state == "present" and started):
                     client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
             except TrackingServiceError as exc:
-                if "link" not in done_verbs or not rollback_possible(client, link, current_text):
+                if "link" not in done_verbs or not rollback_possible(link, current_text):
                     raise
                 roll_back(client, name, params, link, current_text, uri,
                           backup if "backup" in done_verbs else None, secrets, exc)
