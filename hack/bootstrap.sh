@@ -10,8 +10,10 @@ set -euo pipefail
 
 # postgresql-15: server binaries for the job queue's tests (jobs/tests), which start a
 # throwaway cluster of their own; no cluster of the package's is wanted (see below).
-apt_packages=(podman runc debootstrap netavark aardvark-dns shellcheck postgresql-client postgresql-15 python3-venv git
-  make curl)
+# iptables: netavark sets up the test networks with it and only recommends it, so a
+# machine without recommends fails every container start ("netavark: No such file").
+apt_packages=(podman runc debootstrap netavark aardvark-dns iptables shellcheck postgresql-client postgresql-15
+  python3-venv git make curl)
 
 install_apt() {
   local missing=()

@@ -15,14 +15,23 @@ if [ "$#" -gt 0 ]; then versions=("$@"); else versions=(12 13); fi
 [ -d "$repo_root/molecule/$scenario" ] || die "no molecule scenario named $scenario"
 cd "$repo_root"
 
+# Each step's duration goes into the last line, so CI logs show where the time goes.
+timed() { # step command...
+  local step=$1 started=$SECONDS
+  shift
+  "$@"
+  steps+="${steps:+, }$step $((SECONDS - started)) s"
+}
+
 for debian in "${versions[@]}"; do
+  steps=""
   export MOLECULE_DEBIAN=$debian MLOPS_IMAGE_PREFIX
   log "molecule $scenario on Debian $debian"
   molecule destroy -s "$scenario" >/dev/null 2>&1 || true
   trap 'molecule destroy -s "$scenario" >/dev/null 2>&1 || true' EXIT
-  molecule create -s "$scenario"
-  molecule converge -s "$scenario"
-  molecule idempotence -s "$scenario"
+  timed create molecule create -s "$scenario"
+  timed converge molecule converge -s "$scenario"
+  timed idempotence molecule idempotence -s "$scenario"
   # molecule's check step runs the converge playbook with --check but does not judge
   # the result: a converged host must report zero changed. A scenario whose verify runs
   # that same check (its verify-covers-check file says where) skips it here.
@@ -30,7 +39,9 @@ for debian in "${versions[@]}"; do
     log "$scenario: check mode on the converged hosts is asserted by verify ($(head -1 "molecule/$scenario/verify-covers-check"))"
   else
     out=$(mktemp)
+    started=$SECONDS
     molecule check -s "$scenario" 2>&1 | tee "$out"
+    steps+=", check $((SECONDS - started)) s"
     if grep -qE 'ok=[0-9]+ +changed=[1-9]' "$out"; then
       rm -f "$out"
       die "$scenario on Debian $debian: check mode on the converged hosts reported changes"
@@ -38,11 +49,11 @@ for debian in "${versions[@]}"; do
     grep -q 'ok=' "$out" || { rm -f "$out"; die "$scenario on Debian $debian: check mode printed no recap"; }
     rm -f "$out"
   fi
-  molecule verify -s "$scenario"
+  timed verify molecule verify -s "$scenario"
   # The podman driver removes the network while a just-removed container can still
   # hold it ("network is being used", seen once with the runner scenario's 3 hosts):
   # a second destroy, after the containers are gone, finishes the job.
   molecule destroy -s "$scenario" || { sleep 10; molecule destroy -s "$scenario"; }
   trap - EXIT
-  log "molecule $scenario on Debian $debian: passed"
+  log "molecule $scenario on Debian $debian: passed ($steps)"
 done

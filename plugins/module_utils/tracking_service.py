@@ -597,6 +597,19 @@ def service_state(unit):
 # ---------------------------------------------------------------- the host client
 
 
+def not_healthy_reason(status, expired, timeout):
+    """Why waiting for /health should stop now (None: go on waiting). A server that exited
+    is not waited for until the timeout: with Restart=on-failure systemd would start it
+    again and again (sub-state auto-restart) while it fails the same way each time."""
+    if status["active_state"] == "failed":
+        return "the unit failed"
+    if status["sub_state"] == "auto-restart":
+        return "the server exited and systemd is about to restart it"
+    if expired:
+        return "no OK within %s s" % timeout
+    return None
+
+
 class TrackingServiceHost(object):
     """Tracking services on this host: files, systemd, the database schema and health."""
 
@@ -736,9 +749,8 @@ class TrackingServiceHost(object):
                 last = str(exc.reason)
             except (socket.error, socket.timeout) as exc:
                 last = str(exc)
-            status = self.unit_status(name)
-            if time.time() >= deadline or status["active_state"] == "failed":
-                why = "the unit failed" if status["active_state"] == "failed" else "no OK within %s s" % timeout
+            why = not_healthy_reason(self.unit_status(name), time.time() >= deadline, timeout)
+            if why:
                 error = TrackingServiceError("%s is not healthy: %s (last answer from %s: %s)"
                                              % (UNIT_TEMPLATE % name, why, url, last))
                 error.journal = self.journal_tail(name, secrets)

@@ -322,27 +322,31 @@ def rollback_possible(link, previous_text):
 
 def roll_back(client, name, params, link, previous_text, uri, backup, secrets, failure):
     """Put the service back on its previous venv, configuration and (after a schema upgrade)
-    database, start it, and raise the failure with what was rolled back; returns nothing."""
-    actions = ["stop %s" % (UNIT_TEMPLATE % name)]
+    database, start it, and raise the failure with what was rolled back (in error.actions,
+    only the steps that were carried out, also when the rollback itself fails)."""
+    unit = UNIT_TEMPLATE % name
+    steps = [("stop %s" % unit, lambda: client.unit_action("stop", name))]
+    if backup:
+        steps.append(("restore database from %s" % backup, lambda: client.restore(uri, backup, secrets)))
+    steps.extend([
+        ("write %s" % client.env_path(name), lambda: client.write_env(name, previous_text)),
+        ("point %s at %s" % (link["path"], link["current"]), lambda: client.set_link(link["path"], link["current"])),
+        ("start %s" % unit, lambda: client.unit_action("start", name)),
+    ])
+    actions = []
     try:
-        client.unit_action("stop", name)
-        if backup:
-            client.restore(uri, backup, secrets)
-            actions.append("restore database from %s" % backup)
-        client.write_env(name, previous_text)
-        client.set_link(link["path"], link["current"])
-        actions.extend(["write %s" % client.env_path(name), "point %s at %s" % (link["path"], link["current"]),
-                        "start %s" % (UNIT_TEMPLATE % name)])
-        client.unit_action("start", name)
+        for description, action in steps:
+            action()
+            actions.append(description)
         client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
     except TrackingServiceError as exc:
         error = TrackingServiceError("%s; the rollback to %s failed too: %s" % (failure, link["current"], exc))
         error.journal = getattr(exc, "journal", None) or getattr(failure, "journal", [])
+        error.actions = actions
         raise error
     error = TrackingServiceError(
         "%s; rolled back: %s runs from %s again%s and is healthy"
-        % (failure, UNIT_TEMPLATE % name, link["current"],
-           ", its database restored from %s" % backup if backup else ""))
+        % (failure, unit, link["current"], ", its database restored from %s" % backup if backup else ""))
     error.journal = getattr(failure, "journal", [])
     error.actions = actions
     raise error
@@ -431,16 +435,16 @@ def main():
                                     head=schema["head"])
 
         if not module.check_mode:
-            done_verbs = []
             try:
                 for step in steps:
                     client.apply([step], name, desired_text, uri, backup, secrets, link)
                     done.append(step[1])
-                    done_verbs.append(step[0])
                 started = any(verb in ("start", "restart") for verb, _description in steps)
                 if state == "started" or (state == "present" and started):
                     client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
             except TrackingServiceError as exc:
+                # The steps carried out are the first len(done) of the plan.
+                done_verbs = [verb for verb, _description in steps[:len(done)]]
                 if "link" not in done_verbs or not rollback_possible(link, current_text):
                     raise
                 roll_back(client, name, params, link, current_text, uri,

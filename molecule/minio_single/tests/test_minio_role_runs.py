@@ -63,7 +63,10 @@ def test_same_binary_no_change_new_binary_one_restart():
         assert upgraded.returncode == 0, upgraded.stdout[-3000:]
         assert "RUNNING HANDLER [mlops.platform.minio : Restart minio]" in upgraded.stdout
         assert upgraded.stdout.count("RUNNING HANDLER [mlops.platform.minio : Restart minio]") == 1
-        assert changed_count(upgraded.stdout) == 2  # the binary and its one restart
+        # The old binary kept as minio.previous, the new one, and its one restart.
+        assert changed_count(upgraded.stdout) == 3
+        assert node.check_output("sha256sum /usr/local/bin/minio.previous").split()[0] == subprocess.check_output(
+            ["sha256sum", BINARY], text=True).split()[0]
         assert main_pid() != pid
         assert node.check_output("sha256sum /usr/local/bin/minio").split()[0] == subprocess.check_output(
             ["sha256sum", newer], text=True).split()[0]

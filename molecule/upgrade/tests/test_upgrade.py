@@ -8,39 +8,29 @@ import os
 import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 import testinfra
 import yaml
 
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
 HOST = "mlops-upgrade"
 HERE = pathlib.Path(__file__).parent
 REPO = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-SERVICES = {"team-a": 5001, "team-b": 5002}
-ENTRIES = [{"name": "team-a", "mlflow_port": 5001, "gateway_port": 8443},
-           {"name": "team-b", "mlflow_port": 5002, "gateway_port": 8444}]
 NEW = yaml.safe_load((REPO / "roles/mlflow/defaults/main.yml").read_text())["mlflow_version"]
 node = testinfra.get_host("podman://" + HOST)
+# The scenario's inventory: the old version it converges with, and its services.
+GROUP_VARS = yaml.safe_load((HERE.parent / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]
+OLD = GROUP_VARS["all"]["mlflow_version"]
+ENTRIES = GROUP_VARS["all"]["mlops_tracking_services"]
+SERVICES = {entry["name"]: entry["mlflow_port"] for entry in ENTRIES}
 
 
-def old_version():
-    scenario = yaml.safe_load((HERE.parent / "molecule.yml").read_text())
-    return scenario["provisioner"]["inventory"]["group_vars"]["all"]["mlflow_version"]
-
-
-OLD = old_version()
-
-
-def playbook(name, extra_vars, *args):
-    command = ["ansible-playbook", "-i", INVENTORY, "mlops.platform." + name, "-e", json.dumps(extra_vars), *args]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1500, check=False,
-                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0"))
-    return done.returncode, done.stdout + done.stderr
-
-
-def recap_changed(output):
-    return [int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1])]
+def playbook(name, extra_vars):
+    return run_playbook("mlops.platform." + name, extra_vars)
 
 
 def runs(service, mode):

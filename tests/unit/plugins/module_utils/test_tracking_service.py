@@ -13,6 +13,7 @@ from ansible_collections.mlops.platform.plugins.module_utils.tracking_service im
     mask_uri,
     mlflow_version,
     name_problem,
+    not_healthy_reason,
     normalize_backend_uri,
     parse_env,
     pg_environment,
@@ -397,3 +398,19 @@ def test_port_owner_names_the_other_service_on_that_port(tmp_path):
     assert client.port_owner(5001, "team-c") == "team-a"
     assert client.port_owner(5001, "team-a") is None
     assert client.port_owner(5003, "team-c") is None
+
+
+def unit(active_state, sub_state):
+    return {"active_state": active_state, "sub_state": sub_state}
+
+
+@pytest.mark.parametrize("status,expired,reason", [
+    (unit("activating", "start"), False, None),
+    (unit("active", "running"), False, None),
+    (unit("active", "running"), True, "no OK within 30 s"),
+    (unit("failed", "failed"), False, "the unit failed"),
+    # Exited, and Restart=on-failure will start it again: waiting longer only repeats the failure.
+    (unit("activating", "auto-restart"), False, "the server exited and systemd is about to restart it"),
+])
+def test_waiting_for_health_stops_when_the_server_failed_or_exited(status, expired, reason):
+    assert not_healthy_reason(status, expired, 30) == reason

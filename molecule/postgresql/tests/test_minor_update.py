@@ -1,0 +1,83 @@
+"""A PostgreSQL minor update of the converged server (postgresql_update_packages).
+
+The test images install from the release suite only; the distribution's security suite
+(which the build machine's apt uses too) usually holds a newer minor release. The test
+adds it to pg-server and runs the role again with the update on: the server must come back
+on the new release with every row, after a dump taken before the update, and a second run
+must change nothing. When the security suite has no newer release that day, the test says
+so and skips rather than passing on nothing."""
+
+import os
+import pathlib
+import re
+import sys
+
+import pytest
+import testinfra
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+
+DEBIAN = os.environ.get("MOLECULE_DEBIAN", "12")
+PG_VERSION = {"12": "15", "13": "17"}[DEBIAN]
+SUITE = {"12": "bookworm", "13": "trixie"}[DEBIAN]
+HERE = pathlib.Path(__file__).parent
+server = testinfra.get_host("podman://pg-server")
+
+
+def security_mirror():
+    """The security archive this machine's apt uses (the test images use its main mirror)."""
+    for path in pathlib.Path("/etc/apt").glob("sources.list*"):
+        for source in [path] if path.is_file() else sorted(path.iterdir()):
+            # Only what apt uses: "URIs:" and "deb" lines, not comments.
+            found = re.search(r"^(?:URIs:|deb)\s+(https?://\S+/debian-security)\b", source.read_text(errors="replace"),
+                              re.M)
+            if found:
+                return found.group(1)
+    return "http://deb.debian.org/debian-security"
+
+
+def converge(**extra):
+    return run_playbook(HERE.parent / "converge.yml", extra, timeout=900)
+
+
+def as_postgres(sql, database="postgres"):
+    return server.check_output("runuser -u postgres -- psql -d %s -Atc %s", database, sql)
+
+
+def package_version():
+    return server.check_output("dpkg-query --show --showformat='${Version}' postgresql-%s", PG_VERSION)
+
+
+@pytest.fixture(scope="module")
+def candidate():
+    server.check_output("echo %s > /etc/apt/sources.list.d/security.list",
+                        "deb %s %s-security main" % (security_mirror(), SUITE))
+    server.check_output("apt-get update -qq")
+    policy = server.check_output("apt-cache policy postgresql-%s", PG_VERSION)
+    installed = re.search(r"Installed: (\S+)", policy).group(1)
+    newest = re.search(r"Candidate: (\S+)", policy).group(1)
+    if newest == installed:
+        pytest.skip("%s-security offers no newer postgresql-%s than %s today" % (SUITE, PG_VERSION, installed))
+    return {"installed": installed, "newest": newest}
+
+
+def test_a_minor_update_keeps_every_row_after_a_dump(candidate):
+    as_postgres("create table if not exists before_update (note text)", "tracking_alpha")
+    as_postgres("insert into before_update values ('written on %s')" % candidate["installed"], "tracking_alpha")
+    assert candidate["installed"] in as_postgres("show server_version")
+
+    rc, output = converge(postgresql_update_packages=True)
+    assert rc == 0, output[-3000:]
+    assert package_version() == candidate["newest"]
+    assert candidate["newest"] in as_postgres("show server_version")
+    assert as_postgres("select note from before_update", "tracking_alpha") == "written on %s" % candidate["installed"]
+    dumps = server.check_output("ls /var/backups/postgresql | grep '^before-update-' || true").split()
+    assert len(dumps) == 1, dumps
+    dump = server.file("/var/backups/postgresql/" + dumps[0])
+    assert (dump.user, dump.mode) == ("postgres", 0o600)
+    assert "written on %s" % candidate["installed"] in dump.content_string
+
+    rc, output = converge(postgresql_update_packages=True)
+    assert rc == 0, output[-3000:]
+    assert recap_changed(output) and not any(recap_changed(output)), output[-3000:]
