@@ -36,6 +36,23 @@ stage_integration() {
   # The object storage modules against a real MinIO the tests start on loopback.
   activate && cd "$repo_root" && python -m pytest -q tests/integration
 }
+# Scenario minutes as a serial CI run measured them: only for splitting the scenarios
+# between lanes (longest first, each to the lane with the least work so far).
+declare -A molecule_minutes=([all_in_one]=28 [runner]=20 [upgrade]=8 [minio_single]=6
+  [minio_distributed]=6 [postgresql]=6)
+
+run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
+  local s=$1 versions="12 13"
+  # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
+  # otherwise. To keep the suite within its time, the platform scenarios split the two:
+  # all_in_one on 13; runner (the same platform plus runners, its own tests) and
+  # upgrade on 12; the MinIO role scenarios one each, minio_single on 13 and
+  # minio_distributed on 12 (all_in_one and runner cover single-node MinIO on both).
+  [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
+  # shellcheck disable=SC2086 # the version list is meant to split
+  bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-$versions} 2>&1 | sed -u "s/^/[$s] /"
+}
+
 stage_molecule() {
   local scenarios=() s
   for s in "$repo_root"/molecule/*/molecule.yml; do
@@ -43,18 +60,33 @@ stage_molecule() {
   done
   [ "${#scenarios[@]}" -gt 0 ] || { echo "no molecule scenarios found" >&2; return 1; }
   [ -z "${MOLECULE_SCENARIOS:-}" ] || read -r -a scenarios <<<"$MOLECULE_SCENARIOS"
-  local versions
-  for s in "${scenarios[@]}"; do
-    # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
-    # otherwise. To keep the suite within its time, the platform scenarios split the two:
-    # all_in_one on 13; runner (the same platform plus runners, its own tests) and
-    # upgrade on 12; the MinIO role scenarios one each, minio_single on 13 and
-    # minio_distributed on 12 (all_in_one and runner cover single-node MinIO on both).
-    versions="12 13"
-    [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
-    # shellcheck disable=SC2086 # the version list is meant to split
-    bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-$versions} || return 1
+  # Scenarios run in MOLECULE_LANES parallel lanes (default 2), one after another in
+  # each: every scenario has its own hosts and network, and one scenario keeps about
+  # one core busy, so two lanes on the 2-core CI machine take about half the time.
+  # Each lane stops at its first failure; the stage fails when any lane did.
+  local lanes=${MOLECULE_LANES:-2} i best
+  [ "$lanes" -ge 1 ] || die "MOLECULE_LANES must be 1 or more, not $lanes"
+  local -a lane_work lane_list
+  for ((i = 0; i < lanes; i++)); do lane_work[i]=0; lane_list[i]=""; done
+  while read -r _ s; do
+    best=0
+    for ((i = 1; i < lanes; i++)); do [ "${lane_work[i]}" -lt "${lane_work[best]}" ] && best=$i; done
+    lane_work[best]=$((lane_work[best] + ${molecule_minutes[$s]:-10}))
+    lane_list[best]+="${lane_list[best]:+ }$s"
+  done < <(for s in "${scenarios[@]}"; do echo "${molecule_minutes[$s]:-10} $s"; done | sort -rn)
+  local -a pids=()
+  for ((i = 0; i < lanes; i++)); do
+    [ -n "${lane_list[i]}" ] || continue
+    echo "molecule lane $((i + 1)): ${lane_list[i]}"
+    (
+      set -o pipefail
+      for s in ${lane_list[i]}; do run_scenario "$s" || exit 1; done
+    ) &
+    pids+=($!)
   done
+  local failed_lanes=0 pid
+  for pid in "${pids[@]}"; do wait "$pid" || failed_lanes=$((failed_lanes + 1)); done
+  [ "$failed_lanes" -eq 0 ]
 }
 
 is_setup() { case "$1" in deps|images|minio) return 0;; *) return 1;; esac; }

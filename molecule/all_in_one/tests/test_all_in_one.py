@@ -11,11 +11,21 @@ import tempfile
 import pytest
 import requests
 import testinfra
+import yaml
 from minio import Minio
 from minio.error import S3Error
 
-HOST = "mlops-aio"
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+
+
+def platform_host():
+    """The scenario's gateway host: mlops-aio here, another name where a scenario that
+    runs beside this one (in CI's other lane) links these tests for their helpers."""
+    inventory = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return next(iter(inventory["gateway"]["hosts"]))
+
+
+HOST = platform_host()
 CREDENTIALS = EPHEMERAL / "credentials"
 SERVICES = CREDENTIALS / "tracking-services"
 CA = CREDENTIALS / HOST / "gateway" / "ca.crt"

@@ -141,7 +141,7 @@ def test_a_second_backup_of_unchanged_data_changes_nothing(restored):
 def test_restore_without_the_backup_stops_before_any_change(restored):
     rc, output = restored["without_backup"]
     assert rc != 0, output[-3000:]
-    assert "no database dump at mlops-aio:%s/team-a/database/mlflow_team_a.sql" % LOCATION in output, output[-3000:]
+    assert "no database dump at %s:%s/team-a/database/mlflow_team_a.sql" % (HOST, LOCATION) in output, output[-3000:]
     assert "no bucket mirror at" in output, output[-3000:]
     changed = recap_changed(output)
     assert changed and set(changed) == {0}, output[-3000:]

@@ -5,11 +5,16 @@ purges team-b."""
 
 import json
 import os
+import pathlib
 import re
 import subprocess
+import sys
 
 import pytest
 import requests
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import recap_changed, run_playbook  # noqa: E402,F401  pylint: disable=wrong-import-position
 
 from test_all_in_one import CREDENTIALS, HOST, SERVICES, get, minio, node, secret, user_password
 
@@ -24,17 +29,8 @@ PREFLIGHT_PLAY = "Check every role's input before any host changes"
 
 
 def playbook(name, extra_vars=None, *args):
-    command = ["ansible-playbook", "-i", INVENTORY, "mlops.platform." + name, *args]
-    if extra_vars is not None:
-        command += ["-e", json.dumps(extra_vars)]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=1200, check=False,
-                          env=dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0",
-                                   ANSIBLE_CALLBACK_RESULT_FORMAT="json"))
-    return done.returncode, done.stdout + done.stderr
-
-
-def recap_changed(output):
-    return [int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP", 1)[-1])]
+    """A playbook of the collection on the scenario's hosts; messages one per line (json)."""
+    return run_playbook("mlops.platform." + name, extra_vars, *args, timeout=1200, result_format="json")
 
 
 def with_change(index, **changes):

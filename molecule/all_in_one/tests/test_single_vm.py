@@ -1,6 +1,6 @@
 """The one-shot deploy of a single VM (playbooks/single_vm.yml), as cloud-init runs it:
 no inventory, a few parameters, the URL and the credentials' place printed at the end.
-Runs last in all_in_one (pytest takes files in name order): it redeploys mlops-aio as a
+Runs last in all_in_one (pytest takes files in name order): it redeploys the host as a
 single-VM platform with its own, new credentials directory (a new MinIO root password,
 a new gateway CA), and the gateway then serves only that platform's service."""
 

@@ -17,7 +17,7 @@ import pytest
 import testinfra
 from mlflow.tracking import MlflowClient
 
-AIO = "mlops-aio"
+AIO = "mlops-platform"
 RUNNERS = ("runner-1", "runner-2")
 GPU_IDS = {"GPU-00000000-0000-0000-0000-0000000000a0", "GPU-00000000-0000-0000-0000-0000000000a1"}
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
