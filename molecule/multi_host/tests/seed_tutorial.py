@@ -1,0 +1,1 @@
+../../all_in_one/tests/seed_tutorial.py

@@ -1,0 +1,166 @@
+"""Verify the platform split over its hosts as its users and operators meet it: each
+service on its own host, one tracking service served by MLflow on two hosts behind the
+gateway's upstream (and still served with either of them down), MinIO across two nodes,
+a job run by the runner on its own host."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+import testinfra
+from minio import Minio
+from mlflow.tracking import MlflowClient
+
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+CREDENTIALS = EPHEMERAL / "credentials"
+GATEWAY = "mh-gateway"
+MLFLOW_HOSTS = ("mh-mlflow1", "mh-mlflow2")
+MINIO_HOSTS = ("mh-minio1", "mh-minio2")
+RUNNER = "mh-runner"
+CA = CREDENTIALS / GATEWAY / "gateway" / "ca.crt"
+ALICE = ("alice", "Alice-pass-2026")  # given in molecule.yml
+HERE = pathlib.Path(__file__).parent
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).parents[3]))
+SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
+REPO = "/srv/git/hello"
+FINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+
+
+def host(name):
+    return testinfra.get_host("podman://" + name)
+
+
+def address(name):
+    return subprocess.check_output(
+        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name], text=True).strip()
+
+
+def gateway_url(path=""):
+    return "https://%s:8443%s" % (address(GATEWAY), path)
+
+
+def get(path, auth=ALICE):
+    return requests.get(gateway_url(path), auth=auth, verify=str(CA), timeout=30)
+
+
+def client_env():
+    return dict(os.environ, MLFLOW_TRACKING_URI=gateway_url(), MLFLOW_TRACKING_USERNAME=ALICE[0],
+                MLFLOW_TRACKING_PASSWORD=ALICE[1], MLFLOW_TRACKING_SERVER_CERT_PATH=str(CA))
+
+
+def secret(path):
+    return path.read_text().split()[0]
+
+
+@pytest.fixture(scope="module")
+def tutorial_run():
+    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=client_env(),
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_each_service_runs_on_its_own_hosts():
+    placement = {"postgresql": ["mh-db"], "minio": list(MINIO_HOSTS), "mlflow@team-a": list(MLFLOW_HOSTS),
+                 "nginx": [GATEWAY], "mlops-runner": [RUNNER]}
+    everyone = ["mh-db", *MINIO_HOSTS, *MLFLOW_HOSTS, GATEWAY, RUNNER]
+    for service, hosts in placement.items():
+        running = [name for name in everyone if host(name).service(service).is_running]
+        assert running == hosts, (service, running)
+
+
+def test_mlflow_listens_on_the_network_and_the_upstream_names_both_hosts():
+    for name in MLFLOW_HOSTS:
+        assert host(name).socket("tcp://0.0.0.0:5001").is_listening
+    config = host(GATEWAY).file("/etc/nginx/conf.d/mlops-team-a.conf").content_string
+    for name in MLFLOW_HOSTS:
+        assert "server %s:5001 max_fails=0;" % name in config, config
+    assert "127.0.0.1:5001" not in config
+
+
+def test_minio_runs_as_one_cluster_over_both_nodes():
+    for name in MINIO_HOSTS:
+        answer = requests.get("http://%s:9000/minio/health/cluster" % address(name), timeout=10)
+        assert answer.status_code == 200, (name, answer.status_code)
+    volumes = host(MINIO_HOSTS[0]).file("/etc/default/minio").content_string
+    assert all(name in volumes for name in MINIO_HOSTS), volumes
+
+
+def test_the_tutorial_logs_through_the_gateway_into_the_cluster(tutorial_run):
+    assert tutorial_run["status"] == "FINISHED" and tutorial_run["predictions"] > 0
+    keys = CREDENTIALS / "tracking-services" / "team-a"
+    # Any node of the cluster serves the bucket.
+    for name in MINIO_HOSTS:
+        client = Minio("%s:9000" % address(name), "mlflow-team-a", secret(keys / "s3_secret_key"), secure=False)
+        objects = [o.object_name for o in client.list_objects("mlflow-team-a", recursive=True)]
+        assert any(path.endswith("/MLmodel") for path in objects), (name, objects)
+
+
+def test_the_service_is_served_while_either_mlflow_host_is_down(tutorial_run):
+    run_path = "/api/2.0/mlflow/runs/get?run_id=" + tutorial_run["run_id"]
+    try:
+        for down, up in (MLFLOW_HOSTS, MLFLOW_HOSTS[::-1]):
+            host(down).check_output("systemctl stop mlflow@team-a")
+            host(up).check_output("systemctl is-active mlflow@team-a")
+            for _request in range(6):
+                answer = get(run_path)
+                assert answer.status_code == 200, (down, answer.status_code, answer.text[:200])
+                assert answer.json()["run"]["info"]["status"] == "FINISHED"
+            host(down).check_output("systemctl start mlflow@team-a")
+            wait_healthy(down)
+    finally:
+        for name in MLFLOW_HOSTS:
+            host(name).run("systemctl start mlflow@team-a")
+
+
+def wait_healthy(name, timeout=120):
+    deadline = time.monotonic() + timeout
+    while host(name).run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:5001/health',"
+                         " timeout=5)\"").rc != 0:
+        assert time.monotonic() < deadline, "mlflow@team-a on %s did not answer /health again" % name
+        time.sleep(2)
+
+
+def cli(*args):
+    env = dict(client_env(), PYTHONPATH=str(PROJECT / "jobs" / "src"))
+    done = subprocess.run([sys.executable, "-m", "mlops_jobs.cli"] + list(args), capture_output=True, text=True,
+                          timeout=120, check=False, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout)
+
+
+def on_runner(*argv, stdin=None):
+    done = subprocess.run(["podman", "exec", "-i", RUNNER] + list(argv), input=stdin, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert done.returncode == 0, "%s: %s" % (argv, done.stderr[-2000:])
+    return done.stdout
+
+
+def test_a_job_submitted_through_the_gateway_runs_on_the_runner_host(monkeypatch):
+    git = ["env", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z",
+           "git", "-C", REPO, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+    on_runner("rm", "-rf", REPO)
+    on_runner("git", "init", "-q", "-b", "main", REPO)
+    on_runner("sh", "-c", "cat > %s/hello.sh" % REPO, stdin="echo hello from $(hostname)\n")
+    on_runner(*git, "add", ".")
+    on_runner(*git, "commit", "-q", "-m", "hello")
+    commit = on_runner("git", "-C", REPO, "rev-parse", "HEAD").strip()
+    job_id = cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "hello.sh")["id"]
+    deadline = time.monotonic() + 300
+    while True:
+        job = cli("show", str(job_id))
+        if job["status"] in FINAL:
+            break
+        assert time.monotonic() < deadline, "job %d stayed %s" % (job_id, job["status"])
+        time.sleep(2)
+    assert job["status"] == "SUCCEEDED" and job["runner"] == RUNNER, job
+    for name, value in client_env().items():
+        if name.startswith("MLFLOW_"):
+            monkeypatch.setenv(name, value)
+    path = MlflowClient().download_artifacts(job["run_id"], "logs/job.log", str(EPHEMERAL))
+    assert "hello from %s" % RUNNER in pathlib.Path(path).read_text()

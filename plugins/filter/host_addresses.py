@@ -1,0 +1,65 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlops.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The addresses at which the platform's hosts reach each other."""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+DOCUMENTATION = r"""
+name: host_addresses
+author: mlops.platform maintainers (@mlops-platform)
+short_description: The addresses at which the platform's hosts reach each other
+version_added: 0.1.0
+description:
+  - For each inventory host name, the address other hosts of the platform use for it, in the order given.
+  - That is the host's C(mlops_address) when set (a private address, when C(ansible_host) is the one the controller
+    uses), else its C(ansible_host), else the inventory name itself (resolved by DNS).
+options:
+  _input:
+    description: Inventory host names, such as C(groups['mlflow']).
+    type: list
+    elements: str
+    required: true
+  hostvars:
+    description: C(hostvars).
+    type: dict
+    required: true
+"""
+
+EXAMPLES = r"""
+- name: The MLflow hosts' addresses
+  ansible.builtin.debug:
+    msg: "{{ groups['mlflow'] | mlops.platform.host_addresses(hostvars) }}"
+"""
+
+RETURN = r"""
+_value:
+  description: One address per host name.
+  type: list
+  elements: str
+"""
+
+from ansible.errors import AnsibleFilterError
+
+
+def host_addresses(names, hostvars):
+    """Return the address of each host in names."""
+    if isinstance(names, str) or not hasattr(names, "__iter__"):
+        raise AnsibleFilterError("host_addresses needs a list of host names, got %r" % (names,))
+    addresses = []
+    for name in names:
+        variables = hostvars[name] if name in hostvars else {}
+        address = None
+        for key in ("mlops_address", "ansible_host"):
+            if key in variables and variables[key]:
+                address = variables[key]
+                break
+        addresses.append(str(address or name))
+    return addresses
+
+
+class FilterModule(object):
+    def filters(self):
+        return {"host_addresses": host_addresses}
