@@ -38,16 +38,17 @@ stage_integration() {
 }
 # Scenario minutes as a serial CI run measured them: only for splitting the scenarios
 # between lanes (longest first, each to the lane with the least work so far).
-declare -A molecule_minutes=([all_in_one]=28 [runner]=20 [multi_host]=18 [upgrade]=8 [minio_single]=6
-  [minio_distributed]=6 [postgresql]=6)
+declare -A molecule_minutes=([all_in_one]=20 [runner]=14 [reconcile]=14 [multi_host]=14 [upgrade]=8
+  [minio_single]=6 [minio_distributed]=6 [postgresql]=6)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
   # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
   # otherwise. To keep the suite within its time, the platform scenarios split the two:
-  # all_in_one on 13; runner (the same platform plus runners, its own tests),
-  # multi_host and upgrade on 12; the MinIO role scenarios one each, minio_single on 13 and
-  # minio_distributed on 12 (all_in_one and runner cover single-node MinIO on both).
+  # all_in_one and reconcile (the same platform plus a runner) on 13; runner (the
+  # platform plus two runners), multi_host and upgrade on 12; the MinIO role scenarios
+  # one each, minio_single on 13 and minio_distributed on 12 (all_in_one and runner
+  # cover single-node MinIO on both).
   [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
   # shellcheck disable=SC2086 # the version list is meant to split
   bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-$versions} 2>&1 | sed -u "s/^/[$s] /"

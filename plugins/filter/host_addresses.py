@@ -16,6 +16,7 @@ description:
   - For each inventory host name, the address other hosts of the platform use for it, in the order given.
   - That is the host's C(mlops_address) when set (a private address, when C(ansible_host) is the one the controller
     uses), else its C(ansible_host), else the inventory name itself (resolved by DNS).
+  - With O(local), that host is reached on loopback, C(127.0.0.1).
 options:
   _input:
     description: Inventory host names, such as C(groups['mlflow']).
@@ -26,12 +27,19 @@ options:
     description: C(hostvars).
     type: dict
     required: true
+  local:
+    description: The host asking, usually C(inventory_hostname); its own address is C(127.0.0.1).
+    type: str
 """
 
 EXAMPLES = r"""
 - name: The MLflow hosts' addresses
   ansible.builtin.debug:
     msg: "{{ groups['mlflow'] | mlops.platform.host_addresses(hostvars) }}"
+
+- name: The database host as this host reaches it (loopback when it is this host)
+  ansible.builtin.debug:
+    msg: "{{ (groups['postgresql'][:1] | mlops.platform.host_addresses(hostvars, local=inventory_hostname))[0] }}"
 """
 
 RETURN = r"""
@@ -44,12 +52,15 @@ _value:
 from ansible.errors import AnsibleFilterError
 
 
-def host_addresses(names, hostvars):
-    """Return the address of each host in names."""
+def host_addresses(names, hostvars, local=None):
+    """Return the address of each host in names, 127.0.0.1 for local."""
     if isinstance(names, str) or not hasattr(names, "__iter__"):
         raise AnsibleFilterError("host_addresses needs a list of host names, got %r" % (names,))
     addresses = []
     for name in names:
+        if local is not None and name == local:
+            addresses.append("127.0.0.1")
+            continue
         variables = hostvars[name] if name in hostvars else {}
         address = None
         for key in ("mlops_address", "ansible_host"):

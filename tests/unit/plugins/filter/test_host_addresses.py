@@ -28,3 +28,8 @@ def test_no_hosts_no_addresses():
 def test_a_single_name_is_refused():
     with pytest.raises(AnsibleFilterError, match="list of host names"):
         host_addresses("mlflow1", HOSTVARS)
+
+
+def test_the_local_host_is_loopback_and_the_others_keep_their_address():
+    assert host_addresses(["mlflow1", "db1"], HOSTVARS, local="mlflow1") == ["127.0.0.1", "192.0.2.20"]
+    assert host_addresses(["mlflow1"], HOSTVARS, local="db1") == ["10.0.0.5"]

@@ -1,15 +1,16 @@
 """Nightly reconciliation (playbooks/reconcile.yml) on the converged platform: drift
-injected by hand on several hosts, a report run that lists exactly that drift and
-changes nothing, an apply run that fixes it, and a clean report after it.
-Runs after test_operations.py (which deletes team-b; the first apply brings it back,
-as the inventory still lists it) and before test_runner.py."""
+injected by hand on the platform host and the runner host, a report run that lists
+exactly that drift and changes nothing, an apply run that fixes it, and a clean report
+after it, which is also this scenario's check mode on converged hosts."""
 
 import json
 import os
+import pathlib
 import subprocess
 
 import pytest
 import testinfra
+import yaml
 from minio.credentials import StaticProvider
 from minio.minioadmin import MinioAdmin
 
@@ -17,7 +18,8 @@ from test_all_in_one import CREDENTIALS, HOST, address, get, node, secret
 from test_operations import local_health, recap_changed, root_minio, service_running
 
 INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-RUNNER = "runner-2"
+GROUPS = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+RUNNER = next(iter(GROUPS["runners"]["hosts"]))
 GATEWAY_CONF = "/etc/nginx/conf.d/mlops-team-a.conf"
 
 
@@ -56,17 +58,7 @@ def runner_host():
     return testinfra.get_host("podman://" + RUNNER)
 
 
-@pytest.fixture(scope="module")
-def converged(tmp_path_factory):
-    """The platform as the inventory says, whatever the earlier tests left (team-b purged)."""
-    report = tmp_path_factory.mktemp("reconcile") / "first-apply.json"
-    rc, data, output = reconcile(report)
-    assert rc == 0, output[-5000:]
-    assert data["mode"] == "apply" and data["complete"] and data["errors"] == [], data["errors"]
-    return data
-
-
-def test_without_the_callback_it_stops_before_any_change(converged, tmp_path):
+def test_without_the_callback_it_stops_before_any_change(tmp_path):
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_CALLBACK_RESULT_FORMAT="json")
     env.pop("ANSIBLE_CALLBACKS_ENABLED", None)
     done = subprocess.run(["ansible-playbook", "-i", INVENTORY, "mlops.platform.reconcile", "--check"],
@@ -77,7 +69,7 @@ def test_without_the_callback_it_stops_before_any_change(converged, tmp_path):
     assert "PLAY [PostgreSQL" not in output, output[-3000:]
 
 
-def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(converged, runner_host, tmp_path):
+def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host, tmp_path):
     conf_before = node.file(GATEWAY_CONF).content_string
     hash_before = password_hash("mlflow_team_b")
     assert service_running("team-b") and runner_host.service("mlops-runner").is_running
@@ -142,6 +134,6 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(converged, r
     assert rc == 0, output[-5000:]
     assert clean["drift"] == [] and clean["errors"] == [] and not clean["drift_found"], clean
     # Check mode on the converged hosts: hack/molecule.sh leaves molecule's check step out
-    # for this scenario (see molecule/runner/verify-covers-check), this is it.
+    # for this scenario (see molecule/reconcile/verify-covers-check), this is it.
     changed = recap_changed(output)
     assert changed and set(changed) == {0}, output[-5000:]

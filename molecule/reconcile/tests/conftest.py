@@ -1,6 +1,6 @@
-"""The all-in-one host here is the all_in_one scenario's platform, and that scenario runs
-its tests (on Debian 13; this one runs on 12). test_reconcile.py imports their helpers,
-so the files are linked here, but only this scenario's own tests run. molecule names
+"""The platform host here is set up as the all_in_one scenario's, and that scenario runs
+its tests. test_reconcile.py imports their helpers, so the files are linked here, but
+only this scenario's own tests run. molecule names
 every test_*.py file on pytest's command line, which collect_ignore does not apply to,
 so their tests are deselected after collection."""
 
