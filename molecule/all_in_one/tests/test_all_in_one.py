@@ -78,7 +78,10 @@ def service_keys(service):
 
 @pytest.fixture(scope="module")
 def tutorial_run():
-    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=client_env("team-a", "alice"),
+    # Not one server error on the way: the client's retries of a 500 would otherwise hide
+    # it (and take minutes; see test_a_missing_artifact_answers_404_at_once).
+    env = dict(client_env("team-a", "alice"), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
+    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=env,
                           capture_output=True, text=True, timeout=600, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -109,6 +112,22 @@ def test_seed_tutorial_logs_through_the_gateway(tutorial_run):
     assert tutorial_run["predictions"] > 0
     # Proxied artifacts: the client never sees the bucket.
     assert tutorial_run["artifact_uri"].startswith("mlflow-artifacts:")
+
+
+def test_a_missing_artifact_answers_404_at_once(tutorial_run):
+    """MLflow answers 500 for an object missing from the bucket; load_model("runs:/<run>/model")
+    asks for one (the run's "model", before the logged model's files), and clients retry a 500
+    for minutes. The gateway answers a download's 500 with 404, after the password check."""
+    path = "/api/2.0/mlflow-artifacts/artifacts/%s/model" % tutorial_run["artifact_uri"].split(":/", 1)[1]
+    assert get(8443, path).status_code == 401
+    answer = get(8443, path, ("alice", user_password("team-a", "alice")))
+    assert answer.status_code == 404, answer.text
+    assert answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
+    assert "team-a" in answer.json()["message"]
+    # MLflow itself still answers 500: when it answers 404, gateway_artifact_download_500_as_404 can go.
+    direct = node.run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:5001%s', timeout=30)\""
+                      % path)
+    assert "HTTP Error 500" in direct.stderr, direct.stderr
 
 
 def test_model_is_in_the_services_bucket_and_not_on_the_hosts_disk(tutorial_run):
