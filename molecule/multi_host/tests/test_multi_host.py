@@ -1,7 +1,7 @@
 """Verify the platform split over its hosts as its users and operators meet it: each
 service on its own host, one tracking service served by MLflow on two hosts behind the
 gateway's upstream (and still served with either of them down), MinIO across two nodes,
-a job run by the runner on its own host."""
+a job run by the runner on its own host; last, a backup and a restore across the hosts."""
 
 import json
 import os
@@ -10,11 +10,15 @@ import subprocess
 import sys
 import time
 
+import mlflow
 import pytest
 import requests
 import testinfra
 from minio import Minio
 from mlflow.tracking import MlflowClient
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
 CREDENTIALS = EPHEMERAL / "credentials"
@@ -166,3 +170,36 @@ def test_a_job_submitted_through_the_gateway_runs_on_the_runner_host(monkeypatch
             monkeypatch.setenv(name, value)
     path = MlflowClient().download_artifacts(job["run_id"], "logs/job.log", str(EPHEMERAL))
     assert "hello from %s" % RUNNER in pathlib.Path(path).read_text()
+
+
+def test_backup_and_restore_across_the_hosts(tutorial_run, monkeypatch):
+    """The dump is written on the database host and the bucket's mirror on the first MLflow
+    host; a restore stops the service on both MLflow hosts, puts the database and the
+    objects back and starts it on both: a run logged after the backup is gone, the
+    tutorial's run and its model are back, through the gateway."""
+    location = "/var/backups/mlops/team-a"
+    rc, output = run_playbook("mlops.platform.backup")
+    assert rc == 0, output[-5000:]
+    dump = host("mh-db").file(location + "/database/mlflow_team_a.sql")
+    assert dump.is_file and dump.user == "postgres" and dump.mode == 0o600
+    assert tutorial_run["run_id"] in dump.content_string
+    mirrored = host(MLFLOW_HOSTS[0]).check_output("find %s/bucket -name MLmodel" % location)
+    assert mirrored, "no model in the bucket's mirror on " + MLFLOW_HOSTS[0]
+    assert not host(MLFLOW_HOSTS[1]).file(location).exists
+
+    for name, value in client_env().items():
+        if name.startswith("MLFLOW_"):
+            monkeypatch.setenv(name, value)
+    client = MlflowClient()
+    experiment_id = client.get_run(tutorial_run["run_id"]).info.experiment_id
+    later = client.create_run(experiment_id, run_name="after-the-backup").info.run_id
+    client.set_terminated(later)
+
+    rc, output = run_playbook("mlops.platform.restore", {"overwrite": True})
+    assert rc == 0, output[-5000:]
+    for name in MLFLOW_HOSTS:
+        host(name).check_output("systemctl is-active mlflow@team-a")
+    assert get("/api/2.0/mlflow/runs/get?run_id=" + later).status_code == 404
+    assert client.get_run(tutorial_run["run_id"]).info.status == "FINISHED"
+    model = mlflow.artifacts.download_artifacts("runs:/%s/model" % tutorial_run["run_id"], dst_path=str(EPHEMERAL))
+    assert (pathlib.Path(model) / "MLmodel").is_file()
