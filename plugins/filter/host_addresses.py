@@ -51,24 +51,14 @@ _value:
 
 from ansible.errors import AnsibleFilterError
 
+from ansible_collections.mlops.platform.plugins.module_utils.platform_model import host_address
+
 
 def host_addresses(names, hostvars, local=None):
     """Return the address of each host in names, 127.0.0.1 for local."""
     if isinstance(names, str) or not hasattr(names, "__iter__"):
         raise AnsibleFilterError("host_addresses needs a list of host names, got %r" % (names,))
-    addresses = []
-    for name in names:
-        if local is not None and name == local:
-            addresses.append("127.0.0.1")
-            continue
-        variables = hostvars[name] if name in hostvars else {}
-        address = None
-        for key in ("mlops_address", "ansible_host"):
-            if key in variables and variables[key]:
-                address = variables[key]
-                break
-        addresses.append(str(address or name))
-    return addresses
+    return [host_address(hostvars, name, local) for name in names]
 
 
 class FilterModule(object):

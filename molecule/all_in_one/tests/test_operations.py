@@ -153,3 +153,15 @@ def test_delete_keeps_the_data_and_purge_drops_it():
     assert not root_minio().bucket_exists("mlflow-team-b")
     assert not (SERVICES / "team-b").exists()
     assert database_exists("mlflow_team_a") and root_minio().bucket_exists("mlflow-team-a")
+
+
+def test_gateway_public_host_alone_reaches_the_mlflow_services_allowed_hosts():
+    """gateway_public_host given for the gateway host only (here as an extra variable,
+    which its hostvars carry): the MLflow play, which runs no gateway task, would allow
+    that name in every service's Host header check. Check mode: nothing changes."""
+    rc, output = playbook("mlflow", {"gateway_public_host": "mlflow.example.test"}, "--check", "--diff")
+    assert rc == 0, output[-3000:]
+    for name, port in (("team-a", 8443), ("team-b", 8444)):
+        assert re.search(r'^\+MLFLOW_SERVER_ALLOWED_HOSTS="?mlflow\.example\.test:%d,' % port, output, re.M), \
+            output[-5000:]
+    assert "mlflow.example.test" not in node.file("/etc/mlflow/services/team-a.env").content_string

@@ -6,6 +6,7 @@ on the runner hosts."""
 import json
 import os
 import pathlib
+import re
 import subprocess
 import sys
 import tempfile
@@ -16,6 +17,9 @@ import numpy
 import pytest
 import testinfra
 from mlflow.tracking import MlflowClient
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
+from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
 
 AIO = "mlops-platform"
 RUNNERS = ("runner-1", "runner-2")
@@ -214,3 +218,22 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
     assert "step-1-done" in artifact_text(job["run_id"], "logs/job.log")
     assert on("runner-1", "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
     assert testinfra.get_host("podman://runner-1").service("mlops-runner").is_running
+
+
+def test_the_gateway_follows_the_job_apis_port():
+    """mlflow_jobs_api_port is 5090 in molecule.yml: the API listens there and the gateway,
+    which reads the port from the inventory (no runtime fact of the mlflow role), sends
+    every /api/mlops/jobs request there; the jobs above went that way."""
+    platform = testinfra.get_host("podman://" + AIO)
+    assert platform.socket("tcp://127.0.0.1:5090").is_listening
+    assert "server 127.0.0.1:5090;" in platform.file("/etc/nginx/conf.d/mlops.conf").content_string
+
+
+def test_the_runner_playbook_alone_changes_nothing():
+    """playbooks/runner.yml runs no gateway task: the services' URLs come from the model."""
+    rc, output = run_playbook("mlops.platform.runner")
+    assert rc == 0, output[-3000:]
+    assert re.findall(r"^PLAY \[(.*?)\]", output, re.M) == ["Training runners"], output[-3000:]
+    assert "mlops.platform.gateway" not in output
+    changed = recap_changed(output)
+    assert changed and set(changed) == {0}, output[-3000:]

@@ -96,6 +96,20 @@ def test_the_platform_runs_the_older_version_first(before):
         assert len(logged) == 3 and all(len(run["artifacts"]) == 2 for run in logged)
 
 
+def test_the_services_reach_minio_on_its_port_over_tls(before):
+    """minio_port and minio_tls_enabled (set for MinIO in molecule.yml) reach the MLflow
+    services: their S3 endpoint is https on that port, checked against MinIO's private CA;
+    the artifacts the runs above logged went through it."""
+    port = GROUP_VARS["all"]["minio_port"]
+    assert node.socket("tcp://0.0.0.0:%d" % port).is_listening
+    for service in SERVICES:
+        env = node.file("/etc/mlflow/services/%s.env" % service).content_string
+        assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://127\.0\.0\.1:%d"?$' % port, env, re.M), env
+        assert re.search(r'^AWS_CA_BUNDLE="?/etc/mlflow/s3-ca\.crt"?$', env, re.M), env
+    assert node.file("/etc/mlflow/s3-ca.crt").content_string == (
+        pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials" / HOST / "minio" / "ca.crt").read_text()
+
+
 def test_a_failed_upgrade_rolls_the_service_back_and_stops(before, failed_upgrade):
     rc, output, after = failed_upgrade
     assert rc != 0

@@ -1,0 +1,389 @@
+# -*- coding: utf-8 -*-
+# Copyright: mlops.platform contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The platform's one model: what each tracking service is and how the services reach each other.
+
+Every role, playbook and module takes a tracking service from here: the name rule, the
+names of its resources (database, bucket, unit), where its generated secrets are kept, its
+public URL, its users, its runners and its upstreams. The endpoints of the platform's
+services (PostgreSQL, S3, the job API, the gateway) are computed here too, from the
+inventory alone (group membership and inventory variables), so no role reads another
+role's runtime facts. The filters tracking_services and platform_endpoints expose it.
+
+Records carry no secret: a user's password never leaves the entry it was given in.
+"""
+
+from __future__ import absolute_import, division, print_function
+
+__metaclass__ = type
+
+import re
+
+NAME_PATTERN = r"^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$"
+NAME_RULE = "1 to 30 lowercase letters, digits and hyphens, not starting or ending with a hyphen"
+STATES = ("started", "present", "stopped", "absent")
+# A DNS name (RFC 1123 labels) or an IPv4 address: what goes before the port in a Host header.
+_LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+HOST_PATTERN = r"^(?=.{1,253}$)%s(\.%s)*$" % (_LABEL, _LABEL)
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+USER_PATTERN = r"^[A-Za-z0-9._-]{1,64}$"
+ORIGIN_PATTERN = r"^(https?://[^/\s]+|[*])$"
+UPSTREAM_PATTERN = r"^([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\]):[0-9]{1,5}$"
+_IPV4 = r"(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])){3}"
+_IPV6 = r"[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}"
+# What nginx `allow` takes: an IPv4 or IPv6 address, optionally with a prefix length.
+CIDR_PATTERN = r"^(%s(/(3[0-2]|[12]?[0-9]))?|%s(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$" % (_IPV4, _IPV6)
+PASSWORD_LENGTHS = (8, 128)
+RUNNER_USER_PREFIX = "runner-"
+
+# The defaults of the settings other roles publish their endpoints with. Each is also the
+# default in its role's defaults/main.yml (a unit test keeps the two equal); the model
+# reads the inventory's value of the providing host and falls back to these.
+PUBLISHED_DEFAULTS = {
+    "postgresql_port": 5432,
+    "minio_port": 9000,
+    "minio_tls_enabled": False,
+    "mlflow_jobs_api_port": 5080,
+    "gateway_tls_enabled": True,
+    "gateway_public_host": "",
+}
+# The keys an entry may carry, and the role that reads each (documentation and typo check).
+ENTRY_KEYS = (
+    "name", "state", "mlflow_port", "gateway_port", "server_name", "bucket", "users", "allow", "upstreams",
+    "cors_origins", "workers", "environment", "database_pool_size", "database_max_overflow",
+    "enable_job_execution", "noncurrent_version_days",
+)
+# Per-service MLflow settings copied into a record when the entry gives them.
+SERVER_SETTINGS = ("workers", "environment", "database_pool_size", "database_max_overflow",
+                   "enable_job_execution", "noncurrent_version_days")
+
+
+class ModelError(ValueError):
+    """An entry or setting that breaks a rule; the message names the variable and the rule."""
+
+
+# ---------------------------------------------------------------- names of a service's resources
+
+
+def name_problem(name):
+    """Why name is not a valid tracking service name, or None when it is."""
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        return "name %r is not a valid tracking service name: %s" % (name, NAME_RULE)
+    return None
+
+
+def database_name(name):
+    """The service's PostgreSQL database, also its login role: mlflow_ plus the name, hyphens as underscores."""
+    return "mlflow_" + name.replace("-", "_")
+
+
+def bucket_name(name):
+    """The default bucket of the service, also its MinIO user and policy: mlflow- plus the name."""
+    return "mlflow-" + name
+
+
+def unit_name(name):
+    """The systemd instance that runs the service."""
+    return "mlflow@%s.service" % name
+
+
+def secrets_dir(credentials_dir, name):
+    """Where the service's generated secrets are kept on the controller."""
+    return "%s/tracking-services/%s" % (credentials_dir, name)
+
+
+def runner_user(host):
+    """The gateway user a runner host has on the services it runs jobs of."""
+    return RUNNER_USER_PREFIX + host
+
+
+# ---------------------------------------------------------------- the inventory
+
+
+def _get(variables, key, default=None):
+    """A host variable, default when it is absent or None."""
+    try:
+        value = variables[key] if key in variables else None
+    except Exception:  # pylint: disable=broad-except  # an undefined template reads as unset
+        value = None
+    return default if value is None else value
+
+
+def host_vars(hostvars, host):
+    return hostvars[host] if host in hostvars else {}
+
+
+def host_address(hostvars, host, local=None):
+    """The address the platform's hosts reach host at: loopback for local, else mlops_address,
+    ansible_host or the inventory name."""
+    if local is not None and host == local:
+        return "127.0.0.1"
+    variables = host_vars(hostvars, host)
+    for key in ("mlops_address", "ansible_host"):
+        value = _get(variables, key)
+        if value:
+            return str(value)
+    return str(host)
+
+
+def _group(groups, name):
+    return list(groups.get(name) or []) if groups else []
+
+
+def _first(groups, name, local):
+    members = _group(groups, name)
+    return members[0] if members else local
+
+
+def _bool(value):
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+def _port(value, variable):
+    text = str(value)
+    if not re.match(r"^[0-9]{1,5}$", text) or not 1 <= int(text) <= 65535:
+        raise ModelError("%s must be a port, an integer from 1 to 65535, not %r" % (variable, value))
+    return int(text)
+
+
+def gateway_public_host(hostvars, groups, local=None):
+    """The name users reach the gateway at when a service has no server_name: the first gateway
+    host's gateway_public_host (or mlops_public_host), else its default IPv4 address (its facts,
+    when gathered), else its platform address."""
+    host = _first(groups, "gateway", local)
+    variables = host_vars(hostvars, host)
+    given = _get(variables, "gateway_public_host") or _get(variables, "mlops_public_host")
+    if given:
+        return str(given)
+    facts = _get(variables, "ansible_facts", {}) or {}
+    address = (_get(facts, "default_ipv4", {}) or {}).get("address")
+    return str(address) if address else host_address(hostvars, host)
+
+
+def platform_endpoints(hostvars, groups, local=None):
+    """How each service of the platform is reached from the host local, from the inventory alone."""
+    database_host = _first(groups, "postgresql", local)
+    minio_host = _first(groups, "minio", local)
+    mlflow_host = _first(groups, "mlflow", local)
+    gateway_host = _first(groups, "gateway", local)
+
+    def setting(host, key):
+        return _get(host_vars(hostvars, host), key, PUBLISHED_DEFAULTS[key])
+
+    minio_scheme = "https" if _bool(setting(minio_host, "minio_tls_enabled")) else "http"
+    minio_port = _port(setting(minio_host, "minio_port"), "minio_port of %s" % minio_host)
+    minio_address = host_address(hostvars, minio_host, local)
+    gateway_tls = _bool(setting(gateway_host, "gateway_tls_enabled"))
+    return {
+        "postgresql": {
+            "host": database_host,
+            "address": host_address(hostvars, database_host, local),
+            "port": _port(setting(database_host, "postgresql_port"), "postgresql_port of %s" % database_host),
+        },
+        "s3": {
+            "host": minio_host,
+            "address": minio_address,
+            "port": minio_port,
+            "scheme": minio_scheme,
+            "tls": minio_scheme == "https",
+            "url": "%s://%s:%d" % (minio_scheme, minio_address, minio_port),
+        },
+        "jobs_api": {
+            "host": mlflow_host,
+            "address": host_address(hostvars, mlflow_host, local),
+            "port": _port(setting(mlflow_host, "mlflow_jobs_api_port"), "mlflow_jobs_api_port of %s" % mlflow_host),
+        },
+        "gateway": {
+            "host": gateway_host,
+            "scheme": "https" if gateway_tls else "http",
+            "tls": gateway_tls,
+            "public_host": gateway_public_host(hostvars, groups, local),
+        },
+    }
+
+
+# ---------------------------------------------------------------- tracking services
+
+
+def _problem(variable, entry_name, rule, value):
+    return ModelError("%s entry %s: %s (got %s)" % (variable, _show(entry_name), rule, _show(value)))
+
+
+def _show(value):
+    return repr(value) if not isinstance(value, str) else '"%s"' % value
+
+
+def _list(entry, key, variable, name):
+    value = entry.get(key)
+    if value is None or value == "":
+        return []
+    if isinstance(value, (str, bytes, dict)) or not isinstance(value, (list, tuple)):
+        raise _problem(variable, name, "%s must be a list" % key, value)
+    return list(value)
+
+
+def _check_entry(entry, variable):
+    if not isinstance(entry, dict):
+        raise ModelError("%s: every entry must be a mapping with at least name and mlflow_port, got %r"
+                         % (variable, entry))
+    name = entry.get("name")
+    if not isinstance(name, str) or not re.match(NAME_PATTERN, name):
+        raise _problem(variable, name, "name must be " + NAME_RULE, name)
+    unknown = sorted(set(entry) - set(ENTRY_KEYS))
+    if unknown:
+        raise _problem(variable, name, "unknown keys %s; an entry may have %s" % (unknown, ", ".join(ENTRY_KEYS)),
+                       unknown)
+    state = entry.get("state") or "started"
+    if state not in STATES:
+        raise _problem(variable, name, "state must be one of %s" % ", ".join(STATES), state)
+    for key, low in (("mlflow_port", 1024), ("gateway_port", 1)):
+        value = entry.get(key)
+        # Without mlflow_port a service is served from the upstreams its entry lists.
+        if value is None and (key == "gateway_port" or entry.get("upstreams")):
+            continue
+        text = str(value)
+        if not re.match(r"^[0-9]{1,5}$", text) or not low <= int(text) <= 65535:
+            raise _problem(variable, name, "%s must be an integer from %d to 65535" % (key, low), value)
+    server_name = entry.get("server_name") or ""
+    if server_name and not (isinstance(server_name, str) and re.match(HOST_PATTERN, server_name)):
+        raise _problem(variable, name, "server_name must be empty or a bare DNS name or IPv4 address with no "
+                       "scheme, port or path", server_name)
+    bucket = entry.get("bucket") or bucket_name(name)
+    if not isinstance(bucket, str) or not re.match(BUCKET_PATTERN, bucket):
+        raise _problem(variable, name, "bucket must be 3 to 63 lowercase letters, digits, dots and hyphens", bucket)
+    for origin in _list(entry, "cors_origins", variable, name):
+        if not isinstance(origin, str) or not re.match(ORIGIN_PATTERN, origin):
+            raise _problem(variable, name, "cors_origins must list origins, http(s)://host[:port], or *", origin)
+    for address in _list(entry, "allow", variable, name):
+        if not isinstance(address, str) or not re.match(CIDR_PATTERN, address):
+            raise _problem(variable, name, "allow must list IPv4/IPv6 addresses or CIDR networks such as "
+                           "10.0.0.0/8", address)
+    for upstream in _list(entry, "upstreams", variable, name):
+        if not (isinstance(upstream, str) and re.match(UPSTREAM_PATTERN, upstream)
+                and int(upstream.rsplit(":", 1)[1]) <= 65535):
+            raise _problem(variable, name, "upstreams must list host:port", upstream)
+    workers = entry.get("workers")
+    if workers is not None and not re.match(r"^[1-9][0-9]?$", str(workers)):
+        raise _problem(variable, name, "workers must be 1 to 99", workers)
+    if entry.get("environment") is not None and not isinstance(entry.get("environment"), dict):
+        raise _problem(variable, name, "environment must be a mapping of MLFLOW_* settings", entry["environment"])
+    _check_users(entry, variable, name)
+    return name, state
+
+
+def _check_users(entry, variable, name):
+    """The users' names and given passwords; the message names users, never a password."""
+    users = _list(entry, "users", variable, name)
+    names = []
+    for user in users:
+        if not isinstance(user, dict) or not isinstance(user.get("user_name"), str) \
+                or not re.match(USER_PATTERN, user["user_name"]):
+            shown = user.get("user_name") if isinstance(user, dict) else "(not a mapping)"
+            raise _problem(variable, name, "users must be a list of {user_name, pass} whose user_name is letters, "
+                           "digits, dot, underscore or hyphen (at most 64, no colon)", shown)
+        names.append(user["user_name"])
+        given = user.get("pass")
+        if given not in (None, "") and not (isinstance(given, str)
+                                            and PASSWORD_LENGTHS[0] <= len(given) <= PASSWORD_LENGTHS[1]):
+            raise _problem(variable, name, "the pass of a user must be a string of %d to %d characters; give one or "
+                           "leave pass out to have one generated" % PASSWORD_LENGTHS, user["user_name"])
+    if len(set(names)) != len(names):
+        raise _problem(variable, name, "users must have unique user names", names)
+    return users
+
+
+def _check_unique(records, variable):
+    names = [r["name"] for r in records]
+    if len(set(names)) != len(names):
+        raise ModelError("%s: names must be unique, got %s" % (variable, names))
+    ports = [r["mlflow_port"] for r in records if r["mlflow_port"]]
+    public = [r["gateway_port"] for r in records if r["present"]]
+    if len(set(ports)) != len(ports) or len(set(public)) != len(public) or set(ports) & set(public):
+        raise ModelError("%s: no two services may share a port: every mlflow_port and every gateway_port must differ "
+                         "from all the others; mlflow_ports %s, gateway_ports %s" % (variable, ports, public))
+
+
+def _runner_users(name, present, hostvars, groups):
+    """runner-<host> for each runner host that runs jobs of the service (its runner_services,
+    by default every service that is not absent)."""
+    users = []
+    for host in _group(groups, "runners"):
+        chosen = _get(host_vars(hostvars, host), "runner_services")
+        if (name in chosen) if isinstance(chosen, (list, tuple)) else present:
+            users.append(runner_user(host))
+    return users
+
+
+def tracking_services(entries, hostvars=None, groups=None, local=None, credentials_dir="",
+                      variable="mlops_tracking_services"):
+    """One secret-free record per entry of mlops_tracking_services, checked against every rule.
+
+    local is the host asking (its own services are reached on loopback); credentials_dir the
+    controller directory of generated secrets. Raises ModelError naming variable and the rule."""
+    hostvars = hostvars if hostvars is not None else {}
+    groups = groups if groups is not None else {}
+    if entries is None or entries == "":
+        entries = []
+    if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, (list, tuple)):
+        raise ModelError("%s must be a list of tracking services, got %r" % (variable, entries))
+    endpoints = platform_endpoints(hostvars, groups, local)
+    gateway = endpoints["gateway"]
+    default_port = 443 if gateway["tls"] else 80
+    mlflow_hosts = _group(groups, "mlflow")
+    records = []
+    for entry in entries:
+        name, state = _check_entry(entry, variable)
+        present = state != "absent"
+        mlflow_port = int(entry["mlflow_port"]) if entry.get("mlflow_port") is not None else None
+        gateway_port = int(entry.get("gateway_port") or default_port)
+        public_host = entry.get("server_name") or gateway["public_host"]
+        public_url = "%s://%s%s" % (gateway["scheme"], public_host,
+                                    "" if gateway_port == default_port else ":%d" % gateway_port)
+        upstreams = _list(entry, "upstreams", variable, name)
+        if not upstreams:
+            upstreams = ["%s:%d" % (host_address(hostvars, host, local), mlflow_port)
+                         for host in (mlflow_hosts or [local])]
+        users = _check_users(entry, variable, name)
+        secrets = secrets_dir(credentials_dir, name)
+        runners = _runner_users(name, present, hostvars, groups)
+        record = {
+            "name": name,
+            "state": state,
+            "present": present,
+            "database": database_name(name),
+            "bucket": entry.get("bucket") or bucket_name(name),
+            "unit": unit_name(name),
+            "secrets_dir": secrets,
+            "database_password_file": secrets + "/database.password",
+            "s3_secret_key_file": secrets + "/s3_secret_key",
+            "users_dir": secrets + "/users",
+            "mlflow_port": mlflow_port,
+            "gateway_port": gateway_port,
+            "server_name": entry.get("server_name") or "",
+            "public_host": public_host,
+            "public_url": public_url,
+            # The Host headers MLflow accepts: the public name (bare on the scheme's default
+            # port, as clients send it there), and loopback on both ports for checks on the host.
+            "allowed_hosts": (["%s:%d" % (public_host, gateway_port)]
+                              + ([public_host] if gateway_port in (80, 443) else [])
+                              + (["127.0.0.1:%d" % mlflow_port, "localhost:%d" % mlflow_port] if mlflow_port else [])
+                              + ["127.0.0.1:%d" % gateway_port, "localhost:%d" % gateway_port]),
+            "cors_origins": [public_url] + _list(entry, "cors_origins", variable, name),
+            "allow": _list(entry, "allow", variable, name),
+            "upstreams": upstreams,
+            "users": [u["user_name"] for u in users],
+            "generated_users": [u["user_name"] for u in users if u.get("pass") in (None, "")],
+            "runner_users": runners,
+            # Every basic-auth user of the service at the gateway, and those whose
+            # password is generated (runners' always are).
+            "logins": [u["user_name"] for u in users] + runners,
+            "generated_logins": [u["user_name"] for u in users if u.get("pass") in (None, "")] + runners,
+        }
+        for key in SERVER_SETTINGS:
+            if entry.get(key) is not None:
+                record[key] = entry[key]
+        records.append(record)
+    _check_unique(records, variable)
+    return records

@@ -1,0 +1,147 @@
+"""The platform's one model: records of tracking services and the endpoints of its services."""
+
+import pathlib
+
+import pytest
+import yaml
+
+from ansible_collections.mlops.platform.plugins.module_utils import platform_model as model
+
+REPO = pathlib.Path(__file__).resolve().parents[4]
+HOSTVARS = {
+    "gw": {"ansible_facts": {"default_ipv4": {"address": "192.0.2.1"}}},
+    "ml1": {"mlops_address": "10.0.0.11", "mlflow_jobs_api_port": 5090},
+    "ml2": {"ansible_host": "10.0.0.12"},
+    "db": {"postgresql_port": 5433},
+    "s3": {"minio_port": 9100, "minio_tls_enabled": True, "mlops_address": "10.0.0.20"},
+    "r1": {},
+    "r2": {"runner_services": ["team-b"]},
+}
+GROUPS = {"gateway": ["gw"], "mlflow": ["ml1", "ml2"], "postgresql": ["db"], "minio": ["s3"], "runners": ["r1", "r2"]}
+ENTRIES = [
+    {"name": "team-a", "mlflow_port": 5001, "gateway_port": 8443,
+     "users": [{"user_name": "alice", "pass": "Alice-pass-2026"}, {"user_name": "ci-bot"}]},
+    {"name": "team-b", "mlflow_port": 5002, "bucket": "tenant-b", "workers": 3},
+    {"name": "old", "mlflow_port": 5003, "gateway_port": 8443, "state": "absent"},
+]
+
+
+def records(entries=None, hostvars=None, local="gw"):
+    return model.tracking_services(ENTRIES if entries is None else entries, HOSTVARS if hostvars is None else hostvars,
+                                   GROUPS, local=local, credentials_dir="/creds")
+
+
+def test_one_record_per_entry_with_every_name_written_once():
+    team_a, team_b, old = records()
+    assert (team_a["database"], team_a["bucket"], team_a["unit"]) == ("mlflow_team_a", "mlflow-team-a",
+                                                                     "mlflow@team-a.service")
+    assert team_b["bucket"] == "tenant-b" and team_b["workers"] == 3 and "workers" not in team_a
+    assert team_a["secrets_dir"] == "/creds/tracking-services/team-a"
+    assert team_a["database_password_file"] == "/creds/tracking-services/team-a/database.password"
+    assert team_a["users_dir"] == "/creds/tracking-services/team-a/users"
+    assert (team_a["present"], old["present"], old["state"], team_b["state"]) == (True, False, "absent", "started")
+
+
+def test_records_carry_no_password():
+    assert "Alice-pass-2026" not in repr(records())
+    team_a = records()[0]
+    assert team_a["users"] == ["alice", "ci-bot"] and team_a["generated_users"] == ["ci-bot"]
+
+
+def test_public_url_from_the_gateway_hosts_facts_or_its_public_host():
+    team_a, team_b, _ = records()
+    assert team_a["public_url"] == "https://192.0.2.1:8443" and team_b["public_url"] == "https://192.0.2.1"
+    assert team_b["allowed_hosts"][:2] == ["192.0.2.1:443", "192.0.2.1"]
+    named = dict(HOSTVARS, gw={"gateway_public_host": "mlflow.example.com", "gateway_tls_enabled": False})
+    team_a, team_b, _ = records(hostvars=named)
+    assert team_a["public_url"] == "http://mlflow.example.com:8443" and team_b["public_url"] == "http://mlflow.example.com"
+    assert team_a["allowed_hosts"][0] == "mlflow.example.com:8443"
+    assert team_a["cors_origins"] == ["http://mlflow.example.com:8443"]
+    given = dict(HOSTVARS, gw={"mlops_public_host": "platform.example.com"})
+    assert records(hostvars=given)[0]["public_url"] == "https://platform.example.com:8443"
+
+
+def test_upstreams_are_every_mlflow_host_and_runner_users_follow_runner_services():
+    team_a, team_b, old = records()
+    assert team_a["upstreams"] == ["10.0.0.11:5001", "10.0.0.12:5001"]
+    assert records(local="ml1")[0]["upstreams"] == ["127.0.0.1:5001", "10.0.0.12:5001"]
+    assert team_a["runner_users"] == ["runner-r1"] and team_b["runner_users"] == ["runner-r1", "runner-r2"]
+    assert old["runner_users"] == []
+    assert team_a["logins"] == ["alice", "ci-bot", "runner-r1"]
+    assert team_a["generated_logins"] == ["ci-bot", "runner-r1"]
+
+
+def test_endpoints_follow_the_providing_hosts_inventory():
+    endpoints = model.platform_endpoints(HOSTVARS, GROUPS, local="ml2")
+    assert endpoints["postgresql"] == {"host": "db", "address": "db", "port": 5433}
+    assert endpoints["s3"]["url"] == "https://10.0.0.20:9100" and endpoints["s3"]["tls"]
+    assert endpoints["jobs_api"] == {"host": "ml1", "address": "10.0.0.11", "port": 5090}
+    alone = model.platform_endpoints({}, {}, local="vm")
+    assert alone["s3"]["url"] == "http://127.0.0.1:9000"
+    assert (alone["postgresql"]["address"], alone["postgresql"]["port"]) == ("127.0.0.1", 5432)
+    assert alone["jobs_api"]["port"] == 5080 and alone["gateway"]["scheme"] == "https"
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"name": "Team-A"}, ['entry "Team-A"', "lowercase letters, digits and hyphens"]),
+    ({"name": "-a"}, ["lowercase letters"]),
+    ({"mlflow_port": 80}, ["mlflow_port must be an integer from 1024"]),
+    ({"state": "running"}, ["state must be one of"]),
+    ({"server_name": "https://mlflow.example.com"}, ["server_name", "no scheme"]),
+    ({"bucket": "s3://b"}, ["bucket", "lowercase"]),
+    ({"cors_origins": ["example.com"]}, ["cors_origins"]),
+    ({"allow": ["10.0.0.0/33"]}, ["allow"]),
+    ({"upstreams": ["host"]}, ["upstreams must list host:port"]),
+    ({"workers": 0}, ["workers must be 1 to 99"]),
+    ({"environment": ["A=1"]}, ["environment must be a mapping"]),
+    ({"users": [{"user_name": "a:b"}]}, ["user_name", '"a:b"']),
+    ({"users": [{"user_name": "a"}, {"user_name": "a"}]}, ["unique user names"]),
+    ({"gatway_port": 1}, ["unknown keys", "gatway_port"]),
+], ids=lambda value: str(value)[:30])
+def test_every_rule_names_the_variable_the_entry_and_the_rule(change, words):
+    entry = dict(ENTRIES[0], **change)
+    with pytest.raises(model.ModelError) as raised:
+        records([entry])
+    assert str(raised.value).startswith("mlops_tracking_services")
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_a_bad_password_is_named_by_its_user_never_shown():
+    entry = dict(ENTRIES[0], users=[{"user_name": "bob", "pass": "short1"}])
+    with pytest.raises(model.ModelError) as raised:
+        records([entry])
+    assert '"bob"' in str(raised.value) and "short1" not in str(raised.value)
+
+
+@pytest.mark.parametrize("entries", [
+    [dict(ENTRIES[0]), dict(ENTRIES[1], mlflow_port=5001)],
+    [dict(ENTRIES[0]), dict(ENTRIES[1], gateway_port=8443)],
+    [dict(ENTRIES[0]), dict(ENTRIES[1], gateway_port=5001)],
+    [dict(ENTRIES[0]), dict(ENTRIES[1], name="team-a", mlflow_port=5009, gateway_port=8449)],
+])
+def test_names_and_ports_are_unique(entries):
+    with pytest.raises(model.ModelError, match="unique|no two services may share a port"):
+        records(entries)
+
+
+def test_an_absent_service_gives_up_its_gateway_port():
+    assert [r["name"] for r in records()] == ["team-a", "team-b", "old"]
+
+
+def test_the_published_defaults_are_the_roles_defaults():
+    for key, value in model.PUBLISHED_DEFAULTS.items():
+        role = key.split("_")[0]
+        defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
+        if key == "gateway_public_host":
+            assert defaults[key] == "{{ mlops_public_host | default('', true) }}"
+        else:
+            assert defaults[key] == value, key
+
+
+def test_the_name_rule_is_written_once_in_the_code():
+    pattern = model.NAME_PATTERN.replace("\\", "")
+    hits = [str(path.relative_to(REPO)) for folder in ("plugins", "roles", "playbooks")
+            for path in (REPO / folder).rglob("*") if path.is_file() and path.suffix in (".py", ".yml", ".j2")
+            and pattern in path.read_text().replace("\\", "")]
+    assert hits == ["plugins/module_utils/platform_model.py"]
