@@ -55,8 +55,7 @@ options:
   name:
     description:
       - Name of the tracking service; the unit is C(mlflow@NAME.service).
-      - 1 to 30 lowercase letters, digits and hyphens, not starting or ending with a hyphen
-        (C(^[a-z0-9]([a-z0-9-]{0,28}[a-z0-9])?$)).
+      - 1 to 30 lowercase letters, digits and hyphens, not starting or ending with a hyphen.
     type: str
     required: true
   state:
@@ -276,23 +275,28 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import (
-    TrackingServiceError,
-    TrackingServiceHost,
-    UNIT_TEMPLATE,
-    UnknownSchemaError,
-    backup_file,
+from ansible_collections.mlops.platform.plugins.module_utils.platform_model import name_problem, unit_name
+from ansible_collections.mlops.platform.plugins.module_utils.secrets_masking import (
     changed_secrets,
-    desired_environment,
-    internal_url,
     mask_env_text,
-    mlflow_version,
-    name_problem,
-    parse_env,
-    plan_actions,
-    render_env,
     secret_strings,
 )
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import (
+    TrackingServiceError,
+    UnknownSchemaError,
+)
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_env import (
+    desired_environment,
+    parse_env,
+    render_env,
+)
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_host import (
+    TrackingServiceHost,
+    internal_url,
+    mlflow_version,
+)
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_plan import plan_actions
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_schema import backup_file
 
 NEEDS_CONFIG = ["backend_store_uri", "artifacts_destination", "port"]
 
@@ -324,7 +328,7 @@ def roll_back(client, name, params, link, previous_text, uri, backup, secrets, f
     """Put the service back on its previous venv, configuration and (after a schema upgrade)
     database, start it, and raise the failure with what was rolled back (in error.actions,
     only the steps that were carried out, also when the rollback itself fails)."""
-    unit = UNIT_TEMPLATE % name
+    unit = unit_name(name)
     steps = [("stop %s" % unit, lambda: client.unit_action("stop", name))]
     if backup:
         steps.append(("restore database from %s" % backup, lambda: client.restore(uri, backup, secrets)))
@@ -340,16 +344,12 @@ def roll_back(client, name, params, link, previous_text, uri, backup, secrets, f
             actions.append(description)
         client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
     except TrackingServiceError as exc:
-        error = TrackingServiceError("%s; the rollback to %s failed too: %s" % (failure, link["current"], exc))
-        error.journal = getattr(exc, "journal", None) or getattr(failure, "journal", [])
-        error.actions = actions
-        raise error
-    error = TrackingServiceError(
+        raise TrackingServiceError("%s; the rollback to %s failed too: %s" % (failure, link["current"], exc),
+                                   journal=exc.journal or failure.journal, actions=actions)
+    raise TrackingServiceError(
         "%s; rolled back: %s runs from %s again%s and is healthy"
-        % (failure, unit, link["current"], ", its database restored from %s" % backup if backup else ""))
-    error.journal = getattr(failure, "journal", [])
-    error.actions = actions
-    raise error
+        % (failure, unit, link["current"], ", its database restored from %s" % backup if backup else ""),
+        journal=failure.journal, actions=actions)
 
 
 def main():
@@ -450,9 +450,9 @@ def main():
                 roll_back(client, name, params, link, current_text, uri,
                           backup if "backup" in done_verbs else None, secrets, exc)
     except TrackingServiceError as exc:
-        done.extend(getattr(exc, "actions", []))
+        done.extend(exc.actions)
         result.update(changed=bool(done), actions=done)
-        module.fail_json(msg=str(exc), journal=getattr(exc, "journal", []), **result)
+        module.fail_json(msg=str(exc), journal=exc.journal, **result)
     except (IOError, OSError) as exc:
         result.update(changed=bool(done), actions=done)
         module.fail_json(msg="%s: %s" % (getattr(exc, "filename", None) or "tracking service", exc), **result)

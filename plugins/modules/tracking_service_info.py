@@ -99,12 +99,12 @@ services:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import (
-    TrackingServiceError,
+from ansible_collections.mlops.platform.plugins.module_utils.platform_model import name_problem
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service import TrackingServiceError
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_env import parse_env
+from ansible_collections.mlops.platform.plugins.module_utils.tracking_service_host import (
     TrackingServiceHost,
     internal_url,
-    name_problem,
-    parse_env,
     service_state,
 )
 

@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import requests
+import yaml
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
 from playbooks import recap_changed, run_playbook  # noqa: E402,F401  pylint: disable=wrong-import-position
@@ -165,3 +166,26 @@ def test_gateway_public_host_alone_reaches_the_mlflow_services_allowed_hosts():
         assert re.search(r'^\+MLFLOW_SERVER_ALLOWED_HOSTS="?mlflow\.example\.test:%d,' % port, output, re.M), \
             output[-5000:]
     assert "mlflow.example.test" not in node.file("/etc/mlflow/services/team-a.env").content_string
+
+
+def test_one_step_of_one_role_runs_alone_by_its_tag():
+    """--tags gateway_configure: every role's checks (tagged always) and the gateway's
+    configuration step, nothing else; on the converged host nothing changes."""
+    roles = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"]) / "roles"
+    checks = set()
+    for role in roles.iterdir():
+        for part in ("preflight.yml", "set_vars.yml", "main.yml"):
+            path = role / "tasks" / part
+            for task in (yaml.safe_load(path.read_text()) if path.exists() else None) or []:
+                if part != "main.yml" or "always" in task.get("tags", []):
+                    checks.add("mlops.platform.%s : %s" % (role.name, task["name"]))
+    rc, output = playbook("site", None, "--check", "--tags", "gateway_configure")
+    assert rc == 0, output[-3000:]
+    tasks = [task for task in re.findall(r"^TASK \[(.*?)\]", output, re.M) if " : " in task]
+    assert "mlops.platform.gateway : Write the server of every service" in tasks, tasks
+    assert "mlops.platform.mlflow : Check mlflow_tracking_services" in tasks, tasks
+    configure = {"mlops.platform.gateway : " + task["name"]
+                 for task in yaml.safe_load((roles / "gateway" / "tasks" / "configure.yml").read_text())}
+    assert set(tasks) - checks - configure == set(), tasks
+    changed = recap_changed(output)
+    assert changed and set(changed) == {0}, output[-3000:]

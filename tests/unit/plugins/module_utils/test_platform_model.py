@@ -33,8 +33,8 @@ def records(entries=None, hostvars=None, local="gw"):
 
 def test_one_record_per_entry_with_every_name_written_once():
     team_a, team_b, old = records()
-    assert (team_a["database"], team_a["bucket"], team_a["unit"]) == ("mlflow_team_a", "mlflow-team-a",
-                                                                     "mlflow@team-a.service")
+    names = (team_a["database"], team_a["bucket"], team_a["unit"])
+    assert names == ("mlflow_team_a", "mlflow-team-a", "mlflow@team-a.service")
     assert team_b["bucket"] == "tenant-b" and team_b["workers"] == 3 and "workers" not in team_a
     assert team_a["secrets_dir"] == "/creds/tracking-services/team-a"
     assert team_a["database_password_file"] == "/creds/tracking-services/team-a/database.password"
@@ -126,6 +126,7 @@ def test_names_and_ports_are_unique(entries):
 
 
 def test_an_absent_service_gives_up_its_gateway_port():
+    """"old" (absent) has team-a's gateway_port: no conflict."""
     assert [r["name"] for r in records()] == ["team-a", "team-b", "old"]
 
 
