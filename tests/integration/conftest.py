@@ -1,15 +1,19 @@
-"""A real MinIO server for the module tests, and a way to run a module through Ansible.
+"""Real servers for the module tests (MinIO, PostgreSQL), and a way to run a module through Ansible.
 
-The server is the binary hack/build-minio.sh caches, started on a free loopback port
+The MinIO server is the binary hack/build-minio.sh caches, started on a free loopback port
 with a fresh data directory and random root credentials passed in its environment.
+The PostgreSQL cluster is a throwaway one of the installed server binaries, on a Unix
+socket only (no TCP listener), with peer authentication as on a database host.
 Modules run through ansible-playbook (as users run them) with their arguments and the
 connection in a 0600 vars file, never on a command line; results come back through
 the ansible.posix.json callback.
 """
 
+import glob
 import json
 import os
 import pathlib
+import pwd
 import secrets
 import shutil
 import socket
@@ -107,6 +111,67 @@ def minio():
     yield server
     server.stop()
     shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _as_cluster_owner(argv):
+    # initdb refuses to run as root: the cluster belongs to the postgres user then.
+    return ["runuser", "-u", "postgres", "--"] + argv if os.geteuid() == 0 else argv
+
+
+class PostgresServer:
+    """A cluster on a socket in a fresh directory; peer authentication only. The user these
+    tests run as is a superuser of it (the modules run as that user, as they would as postgres)."""
+
+    def __init__(self, base):
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), key=lambda p: int(p.split("/")[4]))
+        if not found:
+            pytest.fail("no PostgreSQL server binaries under /usr/lib/postgresql: run `make deps` first")
+        self.bindir = pathlib.Path(found[-1]).parent
+        self.socket_dir = str(base)
+        self.port = free_port()  # names the socket file; nothing listens on TCP
+        self.data = base / "data"
+        self.user = pwd.getpwuid(os.geteuid()).pw_name
+        os.chmod(base, 0o755)
+        if os.geteuid() == 0:
+            shutil.chown(base, "postgres")
+        superuser = "postgres" if os.geteuid() == 0 else self.user
+        subprocess.run(_as_cluster_owner([str(self.bindir / "initdb"), "-D", str(self.data), "-U", superuser,
+                                          "--auth-local=peer", "--auth-host=reject", "--no-sync"]),
+                       check=True, capture_output=True)
+        subprocess.run(_as_cluster_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-w", "-l",
+                                          str(base / "log"), "-o", "-c listen_addresses='' -c port=%d "
+                                          "-c unix_socket_directories=%s -c fsync=off" % (self.port, base), "start"]),
+                       check=True, capture_output=True)
+        if superuser != self.user:
+            try:
+                subprocess.run(_as_cluster_owner(self._psql_argv("postgres", 'CREATE ROLE "%s" SUPERUSER LOGIN'
+                                                                 % self.user)), check=True, capture_output=True)
+            except subprocess.CalledProcessError:
+                self.stop()
+                raise
+
+    def _psql_argv(self, database, sql):
+        return [str(self.bindir / "psql"), "--no-psqlrc", "-q", "-v", "ON_ERROR_STOP=1", "-h", self.socket_dir,
+                "-p", str(self.port), "-d", database, "-c", sql]
+
+    def psql(self, sql, database="postgres"):
+        """Run sql as this test's user; return its output."""
+        return subprocess.run(self._psql_argv(database, sql), check=True, capture_output=True, text=True).stdout
+
+    def stop(self):
+        subprocess.run(_as_cluster_owner([str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "immediate",
+                                          "stop"]), check=False, capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def postgresql():
+    base = pathlib.Path(tempfile.mkdtemp(prefix="mlops-pg-"))
+    try:
+        server = PostgresServer(base)
+        yield server
+        server.stop()
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 class ModuleResult(dict):

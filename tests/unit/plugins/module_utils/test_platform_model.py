@@ -49,11 +49,11 @@ def test_records_carry_no_password():
 
 
 def test_public_url_from_the_gateway_hosts_facts_or_its_public_host():
-    team_a, team_b, _ = records()
+    team_a, team_b = records()[:2]
     assert team_a["public_url"] == "https://192.0.2.1:8443" and team_b["public_url"] == "https://192.0.2.1"
     assert team_b["allowed_hosts"][:2] == ["192.0.2.1:443", "192.0.2.1"]
     named = dict(HOSTVARS, gw={"gateway_public_host": "mlflow.example.com", "gateway_tls_enabled": False})
-    team_a, team_b, _ = records(hostvars=named)
+    team_a, team_b = records(hostvars=named)[:2]
     assert team_a["public_url"] == "http://mlflow.example.com:8443" and team_b["public_url"] == "http://mlflow.example.com"
     assert team_a["allowed_hosts"][0] == "mlflow.example.com:8443"
     assert team_a["cors_origins"] == ["http://mlflow.example.com:8443"]
@@ -132,7 +132,7 @@ def test_an_absent_service_gives_up_its_gateway_port():
 
 def test_the_published_defaults_are_the_roles_defaults():
     for key, value in model.PUBLISHED_DEFAULTS.items():
-        role = key.split("_")[0]
+        role = key.split("_", maxsplit=1)[0]
         defaults = yaml.safe_load((REPO / "roles" / role / "defaults" / "main.yml").read_text())
         if key == "gateway_public_host":
             assert defaults[key] == "{{ mlops_public_host | default('', true) }}"
