@@ -1,90 +1,16 @@
 """Verify the all-in-one platform as its users meet it: through the gateway, with basic
-auth, from this machine (the controller) and from the host itself."""
-
-import json
-import os
-import pathlib
-import subprocess
-import sys
-import tempfile
+auth, from this machine (the controller) and from the host itself. The tutorial's run
+and the 2 GB artifact are fixtures (molecule/conftest.py), which test_backup_restore.py
+also asks for: its backup holds them."""
 
 import pytest
-import requests
-import testinfra
-import yaml
-from minio import Minio
 from minio.error import S3Error
 
-EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-
-
-def platform_host():
-    """The scenario's gateway host: mlops-aio here, another name where a scenario that
-    runs beside this one (in CI's other lane) links these tests for their helpers."""
-    inventory = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-    return next(iter(inventory["gateway"]["hosts"]))
-
+from mlops_testing import (TRACKING_SERVICES, gateway_get, gateway_url, host, minio_client, module_result,
+                           platform_host, run_module, secret, service_keys, user_password)
 
 HOST = platform_host()
-CREDENTIALS = EPHEMERAL / "credentials"
-SERVICES = CREDENTIALS / "tracking-services"
-CA = CREDENTIALS / HOST / "gateway" / "ca.crt"
-HERE = pathlib.Path(__file__).parent
-node = testinfra.get_host("podman://" + HOST)
-
-
-def secret(path):
-    return path.read_text().split()[0]
-
-
-def user_password(service, user):
-    if (service, user) == ("team-a", "alice"):
-        return "Alice-pass-2026"  # given in molecule.yml
-    return secret(SERVICES / service / "users" / (user + ".password"))
-
-
-def address():
-    return subprocess.check_output(
-        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", HOST], text=True).strip()
-
-
-def url(port, path=""):
-    return "https://%s:%d%s" % (address(), port, path)
-
-
-def get(port, path, auth=None):
-    return requests.get(url(port, path), auth=auth, verify=str(CA), timeout=30)
-
-
-def client_env(service, user):
-    env = dict(os.environ)
-    env.update({
-        "MLFLOW_TRACKING_URI": url(8443 if service == "team-a" else 8444),
-        "MLFLOW_TRACKING_USERNAME": user,
-        "MLFLOW_TRACKING_PASSWORD": user_password(service, user),
-        "MLFLOW_TRACKING_SERVER_CERT_PATH": str(CA),
-        "MLFLOW_HTTP_REQUEST_TIMEOUT": "900",
-    })
-    return env
-
-
-def minio(access_key, secret_key):
-    return Minio("%s:9000" % address(), access_key, secret_key, secure=False)
-
-
-def service_keys(service):
-    return "mlflow-" + service, secret(SERVICES / service / "s3_secret_key")
-
-
-@pytest.fixture(scope="module")
-def tutorial_run():
-    # Not one server error on the way: the client's retries of a 500 would otherwise hide
-    # it (and take minutes; see test_a_missing_artifact_answers_404_at_once).
-    env = dict(client_env("team-a", "alice"), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
-    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+node = host(HOST)
 
 
 def test_every_service_runs_under_systemd_on_loopback():
@@ -100,7 +26,7 @@ def test_no_job_execution_consumers_and_no_secret_on_a_command_line():
     commands = node.check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
     assert "huey" not in commands
     for service in ("team-a", "team-b"):
-        assert secret(SERVICES / service / "database.password") not in commands
+        assert secret(TRACKING_SERVICES / service / "database.password") not in commands
         assert service_keys(service)[1] not in commands
         env_file = node.file("/etc/mlflow/services/%s.env" % service)
         assert env_file.mode == 0o600 and env_file.user == "root"
@@ -119,8 +45,8 @@ def test_a_missing_artifact_answers_404_at_once(tutorial_run):
     asks for one (the run's "model", before the logged model's files), and clients retry a 500
     for minutes. The gateway answers a download's 500 with 404, after the password check."""
     path = "/api/2.0/mlflow-artifacts/artifacts/%s/model" % tutorial_run["artifact_uri"].split(":/", 1)[1]
-    assert get(8443, path).status_code == 401
-    answer = get(8443, path, ("alice", user_password("team-a", "alice")))
+    assert gateway_get(8443, path).status_code == 401
+    answer = gateway_get(8443, path, ("alice", user_password("team-a", "alice")))
     assert answer.status_code == 404, answer.text
     assert answer.json()["error_code"] == "RESOURCE_DOES_NOT_EXIST"
     assert "team-a" in answer.json()["message"]
@@ -131,7 +57,8 @@ def test_a_missing_artifact_answers_404_at_once(tutorial_run):
 
 
 def test_model_is_in_the_services_bucket_and_not_on_the_hosts_disk(tutorial_run):
-    objects = [o.object_name for o in minio(*service_keys("team-a")).list_objects("mlflow-team-a", recursive=True)]
+    team_a = minio_client(HOST, *service_keys("team-a"))
+    objects = [o.object_name for o in team_a.list_objects("mlflow-team-a", recursive=True)]
     assert any(name.endswith("/MLmodel") for name in objects), objects
     assert any(name.endswith("model.pkl") for name in objects), objects
     on_disk = node.check_output("find / -xdev -path /var/lib/minio -prune -o -name MLmodel -print")
@@ -139,19 +66,20 @@ def test_model_is_in_the_services_bucket_and_not_on_the_hosts_disk(tutorial_run)
 
 
 def test_no_credentials_get_401_with_a_basic_challenge():
-    answer = get(8443, "/api/2.0/mlflow/experiments/search?max_results=1")
+    answer = gateway_get(8443, "/api/2.0/mlflow/experiments/search?max_results=1")
     assert answer.status_code == 401
     assert answer.headers.get("WWW-Authenticate", "").startswith("Basic")
 
 
 def test_wrong_password_and_the_other_tenants_credentials_get_401():
-    assert get(8443, "/ajax-api/2.0/mlflow/experiments/search?max_results=1", ("alice", "wrong-password")).status_code == 401
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert gateway_get(8443, "/ajax" + search, ("alice", "wrong-password")).status_code == 401
     bob = ("bob", user_password("team-b", "bob"))
-    assert get(8443, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 401
+    assert gateway_get(8443, search, bob).status_code == 401
 
 
 def test_ui_page_answers_200_through_the_gateway():
-    answer = get(8443, "/", ("ci-bot", user_password("team-a", "ci-bot")))
+    answer = gateway_get(8443, "/", ("ci-bot", user_password("team-a", "ci-bot")))
     assert answer.status_code == 200
     assert "<html" in answer.text.lower()
     assert answer.headers.get("Strict-Transport-Security")
@@ -159,12 +87,12 @@ def test_ui_page_answers_200_through_the_gateway():
 
 
 def test_health_answers_without_credentials():
-    answer = get(8443, "/health")
+    answer = gateway_get(8443, "/health")
     assert answer.status_code == 200 and answer.text.strip() == "OK"
 
 
 def test_tenant_keys_are_scoped_to_their_own_bucket():
-    team_a = minio(*service_keys("team-a"))
+    team_a = minio_client(HOST, *service_keys("team-a"))
     team_a.bucket_exists("mlflow-team-a")
     with pytest.raises(S3Error) as denied:
         list(team_a.list_objects("mlflow-team-b", recursive=True))
@@ -172,7 +100,7 @@ def test_tenant_keys_are_scoped_to_their_own_bucket():
 
 
 def test_tenant_database_user_cannot_connect_to_the_other_database():
-    password = secret(SERVICES / "team-a" / "database.password")
+    password = secret(TRACKING_SERVICES / "team-a" / "database.password")
     psql = "PGPASSWORD=%s psql -h 127.0.0.1 -U mlflow_team_a -d %s -Atc 'select 1'"
     assert node.run(psql % (password, "mlflow_team_a")).stdout.strip() == "1"
     denied = node.run(psql % (password, "mlflow_team_b"))
@@ -181,7 +109,7 @@ def test_tenant_database_user_cannot_connect_to_the_other_database():
 
 def test_address_outside_the_allow_list_gets_403_and_inside_it_is_served():
     bob = ("bob", user_password("team-b", "bob"))
-    assert get(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 403
+    assert gateway_get(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 403
     # From the host itself (127.0.0.1 is on the list); the image has no curl.
     code = node.check_output(
         "python3 -c \"import base64,ssl,urllib.request as u;"
@@ -192,41 +120,16 @@ def test_address_outside_the_allow_list_gets_403_and_inside_it_is_served():
 
 
 def test_tracking_service_info_lists_both_services():
-    done = subprocess.run(
-        ["ansible", "-i", os.environ["MOLECULE_INVENTORY_FILE"], HOST, "-b", "-m", "mlops.platform.tracking_service_info"],
-        capture_output=True, text=True, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+    done = run_module(HOST, "mlops.platform.tracking_service_info")
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
-    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][HOST]
+    result = module_result(done, HOST)
     services = {s["name"]: s for s in result["services"]}
     assert set(services) == {"team-a", "team-b"}
     assert services["team-a"]["state"] == "running" and services["team-a"]["port"] == 5001
-    assert services["team-b"]["public_url"] == url(8444)
+    assert services["team-b"]["public_url"] == gateway_url(8444)
 
 
-def test_two_gigabyte_artifact_round_trips_through_the_gateway():
-    script = r"""
-import hashlib, os, sys, tempfile, mlflow
-size = 2 * 1024 ** 3
-with tempfile.TemporaryDirectory(dir=os.environ.get("MLOPS_BIG_TMP")) as tmp:
-    src = os.path.join(tmp, "big.bin")
-    block = hashlib.sha256(b"mlops").digest() * 32768  # 1 MiB, not all zeros
-    digest = hashlib.sha256()
-    with open(src, "wb") as f:
-        for _ in range(size // len(block)):
-            f.write(block); digest.update(block)
-    with mlflow.start_run() as run:
-        mlflow.log_artifact(src)
-    back = mlflow.artifacts.download_artifacts("runs:/%s/big.bin" % run.info.run_id, dst_path=os.path.join(tmp, "down"))
-    check = hashlib.sha256()
-    with open(back, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            check.update(chunk)
-    print(os.path.getsize(back) == size and check.hexdigest() == digest.hexdigest())
-"""
-    with tempfile.TemporaryDirectory() as tmp:
-        env = dict(client_env("team-a", "ci-bot"), MLOPS_BIG_TMP=tmp)
-        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                              timeout=1200, check=False)
+def test_two_gigabyte_artifact_round_trips_through_the_gateway(big_artifact):
+    done = big_artifact
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.strip().splitlines()[-1] == "True"

@@ -1,8 +1,10 @@
 """Backup and restore as an operator meets them after losing a host: back up, replace the
 host by a new one from the same image, deploy it with the same credentials directory,
-put the backup back where mlflow_backup_location points and restore. Runs after
-test_all_in_one.py (pytest takes the files in name order), whose tutorial run and 2 GB
-artifact are in team-a's bucket; the tests after it go on with the restored host."""
+put the backup back where mlflow_backup_location points and restore. The backup holds
+the tutorial's run and the 2 GB artifact (the fixtures tutorial_run and big_artifact, which
+test_all_in_one.py checks) and team-b, which a changes_platform test deletes later:
+replaces_host runs these tests after the unmarked ones and before those (molecule/conftest.py);
+the tests after them go on with the restored host."""
 
 import json
 import subprocess
@@ -11,9 +13,12 @@ import time
 
 import pytest
 
-from test_all_in_one import HOST, client_env, minio, node, service_keys
-from test_operations import playbook, recap_changed
+from mlops_testing import as_postgres, client_env, host, minio_client, platform_host, recap_changed, service_keys
+from mlops_testing import platform_playbook as playbook
 
+pytestmark = [pytest.mark.replaces_host, pytest.mark.usefixtures("tutorial_run", "big_artifact")]
+HOST = platform_host()
+node = host(HOST)
 LOCATION = "/var/backups/mlops"
 SERVICES = ["team-a", "team-b"]
 
@@ -60,14 +65,12 @@ def rows_in_the_database(service):
     database = "mlflow_" + service.replace("-", "_")
     query = ("SELECT (SELECT string_agg(run_uuid || ':' || status, ',' ORDER BY run_uuid) FROM runs), "
              "(SELECT count(*) FROM metrics), (SELECT count(*) FROM params), (SELECT count(*) FROM experiments)")
-    done = node.run("runuser -u postgres -- psql -XAtq -d %s -c \"%s\"" % (database, query))
-    assert done.rc == 0, done.stderr
-    return done.stdout.strip()
+    return as_postgres(node, query, database)
 
 
 def objects_in_the_bucket(service):
     access_key, secret_key = service_keys(service)
-    client = minio(access_key, secret_key)
+    client = minio_client(HOST, access_key, secret_key)
     return sorted((o.object_name, o.size) for o in client.list_objects(access_key, recursive=True))
 
 
@@ -100,7 +103,7 @@ def replace_host():
 @pytest.fixture(scope="module")
 def restored(tmp_path_factory):
     before = snapshot()
-    assert before["runs"], "team-a holds no run to back up: test_all_in_one.py logs them"
+    assert before["runs"], "team-a holds no run to back up: the fixture tutorial_run logs one"
 
     rc, first = playbook("backup")
     assert rc == 0, first[-3000:]
@@ -152,7 +155,7 @@ def test_every_run_and_artifact_is_back_on_the_new_host(restored):
     assert after["runs"] == before["runs"]
     assert after["database"] == before["database"]
     assert after["buckets"] == before["buckets"]
-    # The 2 GB artifact of test_all_in_one came back too.
+    # The 2 GB artifact (big_artifact) came back too.
     assert any(size == 2 * 1024 ** 3 for _key, size in after["buckets"]["team-a"])
 
 

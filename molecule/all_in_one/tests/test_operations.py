@@ -1,25 +1,22 @@
 """The operator's side of the all-in-one platform: bad input refused before any change,
-and the operations of playbooks/tracking_service.yml on one service. Runs after
-test_all_in_one.py (pytest takes the files in name order): the last test deletes and
-purges team-b."""
+and the operations of playbooks/tracking_service.yml on one service. The tests put back
+what they change, but for the delete and purge of team-b (changes_platform: it runs after
+the scenario's unmarked tests, see molecule/conftest.py)."""
 
-import json
 import os
 import pathlib
 import re
-import subprocess
-import sys
 
 import pytest
 import requests
 import yaml
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import recap_changed, run_playbook  # noqa: E402,F401  pylint: disable=wrong-import-position
+from mlops_testing import (TRACKING_SERVICES, as_postgres, gateway_get, host, minio_root_client, mlflow_health,
+                           module_result, platform_host, recap_changed, run_module, service_running, user_password)
+from mlops_testing import platform_playbook as playbook
 
-from test_all_in_one import CREDENTIALS, HOST, SERVICES, get, minio, node, secret, user_password
-
-INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
+HOST = platform_host()
+node = host(HOST)
 SERVICES_AS_GIVEN = [
     {"name": "team-a", "mlflow_port": 5001, "gateway_port": 8443,
      "users": [{"user_name": "alice", "pass": "Alice-pass-2026"}, {"user_name": "ci-bot"}]},
@@ -29,25 +26,10 @@ SERVICES_AS_GIVEN = [
 PREFLIGHT_PLAY = "Check every role's input before any host changes"
 
 
-def playbook(name, extra_vars=None, *args):
-    """A playbook of the collection on the scenario's hosts; messages one per line (json)."""
-    return run_playbook("mlops.platform." + name, extra_vars, *args, timeout=1200, result_format="json")
-
-
 def with_change(index, **changes):
     services = [dict(entry) for entry in SERVICES_AS_GIVEN]
     services[index].update(changes)
     return services
-
-
-def service_running(name):
-    return node.service("mlflow@" + name).is_running
-
-
-def local_health(port):
-    """/health of an MLflow instance, asked on the host itself (the image has no curl)."""
-    return node.run("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:%d/health',"
-                    " timeout=5).status)\"" % port).stdout.strip()
 
 
 @pytest.mark.parametrize("services,words", [
@@ -79,11 +61,7 @@ def test_site_refuses_bad_input_before_any_change(services, words):
 ], ids=["artifacts-not-s3", "allowed-host-with-scheme", "port-of-another-service"])
 def test_module_refuses_bad_input_before_any_change(args, words):
     args = dict(args, name="team-c", state="started", backend_store_uri="postgresql://u:p@127.0.0.1:5432/mlflow_team_c")
-    done = subprocess.run(
-        ["ansible", "-i", INVENTORY, HOST, "-b", "-m", "mlops.platform.tracking_service", "-a", json.dumps(args)],
-        capture_output=True, text=True, timeout=300, check=False,
-        env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1", ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
-    result = json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][HOST]
+    result = module_result(run_module(HOST, "mlops.platform.tracking_service", args), HOST)
     assert result.get("failed") and not result.get("changed"), result
     for word in words:
         assert word in result["msg"], result["msg"]
@@ -93,12 +71,12 @@ def test_module_refuses_bad_input_before_any_change(args, words):
 def test_stop_stops_only_that_service_and_start_brings_it_back():
     rc, output = playbook("tracking_service", None, "-e", "op=stop", "-e", "service=team-b")
     assert rc == 0, output[-3000:]
-    assert not service_running("team-b") and local_health(5002) == ""
-    assert service_running("team-a") and get(8443, "/health").status_code == 200
+    assert not service_running(node, "team-b") and mlflow_health(node, 5002) == ""
+    assert service_running(node, "team-a") and gateway_get(8443, "/health").status_code == 200
 
     rc, output = playbook("tracking_service", None, "-e", "op=start", "-e", "service=team-b")
     assert rc == 0, output[-3000:]
-    assert service_running("team-b") and local_health(5002) == "200"
+    assert service_running(node, "team-b") and mlflow_health(node, 5002) == "200"
 
 
 def test_users_file_replaces_the_services_users(tmp_path):
@@ -109,51 +87,46 @@ def test_users_file_replaces_the_services_users(tmp_path):
     assert rc == 0, output[-3000:]
     assert "Carol-pass-2026" not in output
     search = "/api/2.0/mlflow/experiments/search?max_results=1"
-    assert get(8443, search, ("carol", "Carol-pass-2026")).status_code == 200
-    assert get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 401
+    assert gateway_get(8443, search, ("carol", "Carol-pass-2026")).status_code == 200
+    assert gateway_get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 401
     # Only team-a's users changed.
     assert "bob" in node.run("cut -d: -f1 /etc/nginx/mlops/team-b.htpasswd").stdout.split()
 
     # The inventory's users again, as the next site run would do.
     rc, output = playbook("gateway")
     assert rc == 0, output[-3000:]
-    assert get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 200
-    assert get(8443, search, ("carol", "Carol-pass-2026")).status_code == 401
+    assert gateway_get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 200
+    assert gateway_get(8443, search, ("carol", "Carol-pass-2026")).status_code == 401
 
 
 def database_exists(name):
-    query = "select count(*) from pg_database where datname = '%s'" % name
-    return node.check_output("runuser -u postgres -- psql -Atc \"%s\"" % query) == "1"
+    return as_postgres(node, "select count(*) from pg_database where datname = '%s'" % name) == "1"
 
 
-def root_minio():
-    root = CREDENTIALS / HOST / "minio"
-    return minio(secret(root / "root_user"), secret(root / "root_password"))
-
-
+@pytest.mark.changes_platform
 def test_delete_keeps_the_data_and_purge_drops_it():
     rc, output = playbook("tracking_service", None, "-e", "op=delete", "-e", "service=team-b")
     assert rc == 0, output[-3000:]
-    assert not service_running("team-b")
+    assert not service_running(node, "team-b")
     assert not node.file("/etc/mlflow/services/team-b.env").exists
     assert not node.file("/etc/nginx/conf.d/mlops-team-b.conf").exists
     assert not node.file("/etc/nginx/mlops/team-b.htpasswd").exists
     with pytest.raises(requests.exceptions.ConnectionError):
-        get(8444, "/health")
+        gateway_get(8444, "/health")
     # team-a is untouched, its users included; team-b's data is kept.
-    assert service_running("team-a") and get(8443, "/health").status_code == 200
+    assert service_running(node, "team-a") and gateway_get(8443, "/health").status_code == 200
     search = "/api/2.0/mlflow/experiments/search?max_results=1"
-    assert get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 200
+    assert gateway_get(8443, search, ("alice", user_password("team-a", "alice"))).status_code == 200
     assert database_exists("mlflow_team_b")
-    assert root_minio().bucket_exists("mlflow-team-b")
-    assert (SERVICES / "team-b" / "database.password").exists()
+    assert minio_root_client(HOST).bucket_exists("mlflow-team-b")
+    assert (TRACKING_SERVICES / "team-b" / "database.password").exists()
 
     rc, output = playbook("tracking_service", None, "-e", "op=delete", "-e", "service=team-b", "-e", "purge=true")
     assert rc == 0, output[-3000:]
     assert not database_exists("mlflow_team_b")
-    assert not root_minio().bucket_exists("mlflow-team-b")
-    assert not (SERVICES / "team-b").exists()
-    assert database_exists("mlflow_team_a") and root_minio().bucket_exists("mlflow-team-a")
+    assert not minio_root_client(HOST).bucket_exists("mlflow-team-b")
+    assert not (TRACKING_SERVICES / "team-b").exists()
+    assert database_exists("mlflow_team_a") and minio_root_client(HOST).bucket_exists("mlflow-team-a")
 
 
 def test_gateway_public_host_alone_reaches_the_mlflow_services_allowed_hosts():

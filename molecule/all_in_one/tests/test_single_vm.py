@@ -1,19 +1,20 @@
 """The one-shot deploy of a single VM (playbooks/single_vm.yml), as cloud-init runs it:
 no inventory, a few parameters, the URL and the credentials' place printed at the end.
-Runs last in all_in_one (pytest takes files in name order): it redeploys the host as a
-single-VM platform with its own, new credentials directory (a new MinIO root password,
-a new gateway CA), and the gateway then serves only that platform's service."""
+It redeploys the host as a single-VM platform with its own, new credentials directory (a
+new MinIO root password, a new gateway CA), and the gateway then serves only that
+platform's service: rebuilds_host runs these tests last (molecule/conftest.py)."""
 
 import os
 import re
 import subprocess
-import sys
 
 import pytest
 import requests
 
-from test_all_in_one import HERE, HOST, address
-from test_operations import recap_changed
+from mlops_testing import address, platform_host, recap_changed, run_tutorial
+
+pytestmark = pytest.mark.rebuilds_host
+HOST = platform_host()
 
 ADMIN_PASSWORD = "Vm-admin-2026"
 
@@ -53,7 +54,7 @@ def test_bad_parameters_fail_before_anything_changes(params, words, tmp_path):
 @pytest.fixture(scope="module")
 def deployed(tmp_path_factory):
     credentials = tmp_path_factory.mktemp("single-vm") / "credentials"
-    params = ["public_host=" + address(), "admin_user=admin", "admin_password=" + ADMIN_PASSWORD,
+    params = ["public_host=" + address(HOST), "admin_user=admin", "admin_password=" + ADMIN_PASSWORD,
               "credentials_dir=%s" % credentials]
     rc, output = single_vm(*params)
     assert rc == 0, output[-5000:]
@@ -62,26 +63,25 @@ def deployed(tmp_path_factory):
 
 def test_prints_the_url_and_where_the_credentials_are(deployed):
     credentials, output = deployed["credentials"], deployed["output"]
-    assert "MLflow: https://%s/ (user admin)" % address() in output
+    assert "MLflow: https://%s/ (user admin)" % address(HOST) in output
     password_file = credentials / "tracking-services" / "mlflow" / "users" / "admin.password"
     assert "Password: %s" % password_file in output
     assert password_file.read_text() == ADMIN_PASSWORD
     assert oct(password_file.stat().st_mode & 0o777) == "0o600"
-    assert (credentials / address() / "gateway" / "ca.crt").exists()
+    assert (credentials / address(HOST) / "gateway" / "ca.crt").exists()
     assert ADMIN_PASSWORD not in output
 
 
 def test_the_service_answers_its_admin_on_443_and_logs_a_run(deployed):
     credentials = deployed["credentials"]
-    ca = str(credentials / address() / "gateway" / "ca.crt")
-    search = "https://%s/api/2.0/mlflow/experiments/search?max_results=1" % address()
+    ca = str(credentials / address(HOST) / "gateway" / "ca.crt")
+    search = "https://%s/api/2.0/mlflow/experiments/search?max_results=1" % address(HOST)
     assert requests.get(search, verify=ca, timeout=30).status_code == 401
     assert requests.get(search, auth=("admin", "wrong-Pass-1"), verify=ca, timeout=30).status_code == 401
     assert requests.get(search, auth=("admin", ADMIN_PASSWORD), verify=ca, timeout=30).status_code == 200
-    env = dict(os.environ, MLFLOW_TRACKING_URI="https://%s" % address(), MLFLOW_TRACKING_USERNAME="admin",
+    env = dict(os.environ, MLFLOW_TRACKING_URI="https://%s" % address(HOST), MLFLOW_TRACKING_USERNAME="admin",
                MLFLOW_TRACKING_PASSWORD=ADMIN_PASSWORD, MLFLOW_TRACKING_SERVER_CERT_PATH=ca)
-    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=env, capture_output=True,
-                          text=True, timeout=900, check=False)
+    done = run_tutorial(env, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
 
 

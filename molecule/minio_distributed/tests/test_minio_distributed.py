@@ -2,81 +2,50 @@
 
 import io
 import os
-import pathlib
-import subprocess
-import time
-import urllib.request
 
 import pytest
-import testinfra
-from minio import Minio
 
-NODES = ["minio1", "minio2", "minio3", "minio4"]
-CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials" / "minio1" / "minio"
+from mlops_testing import group_hosts, host, minio_object, minio_root_client, wait_for
+from mlops_testing import minio_health as health
 
-
-def address(name):
-    return subprocess.check_output(
-        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name], text=True).strip()
-
-
-def client(name):
-    user = (CREDENTIALS / "root_user").read_text().split()[0]
-    password = (CREDENTIALS / "root_password").read_text().split()[0]
-    return Minio("%s:9000" % address(name), user, password, secure=False)
-
-
-def health(name, path):
-    try:
-        with urllib.request.urlopen("http://%s:9000/minio/health/%s" % (address(name), path), timeout=5) as answer:
-            return answer.status
-    except urllib.error.HTTPError as exc:
-        return exc.code
-    except OSError:
-        return None
-
-
-def wait_for(predicate, timeout=120):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if predicate():
-            return True
-        time.sleep(2)
-    return False
+NODES = group_hosts("minio")
+# The cluster's root user, kept for its first node.
+ROOT = NODES[0]
+BUCKET = "verify-distributed"
 
 
 @pytest.mark.parametrize("name", NODES)
 def test_every_node_is_healthy_and_sees_the_cluster(name):
-    assert testinfra.get_host("podman://" + name).service("minio").is_running
+    assert host(name).service("minio").is_running
     for path in ("live", "ready", "cluster"):
         assert health(name, path) == 200, (name, path)
-    volumes = testinfra.get_host("podman://" + name).file("/etc/default/minio").content_string
+    volumes = host(name).file("/etc/default/minio").content_string
     assert volumes.count("http://minio") == 8
 
 
 def test_object_written_through_one_node_is_read_through_another():
-    writer, reader = client("minio1"), client("minio3")
-    if not writer.bucket_exists("verify-distributed"):
-        writer.make_bucket("verify-distributed")
+    writer, reader = minio_root_client(ROOT, "minio1"), minio_root_client(ROOT, "minio3")
+    if not writer.bucket_exists(BUCKET):
+        writer.make_bucket(BUCKET)
     body = os.urandom(3 * 1024 * 1024)
-    writer.put_object("verify-distributed", "blob.bin", io.BytesIO(body), len(body))
-    assert reader.get_object("verify-distributed", "blob.bin").read() == body
+    writer.put_object(BUCKET, "blob.bin", io.BytesIO(body), len(body))
+    assert reader.get_object(BUCKET, "blob.bin").read() == body
     # Erasure coded across the cluster: parts of the object sit on every node.
     for name in NODES:
-        host = testinfra.get_host("podman://" + name)
-        assert host.run("ls -d /srv/minio/disk1/verify-distributed/blob.bin").rc == 0, name
+        node = host(name)
+        assert node.run("ls -d /srv/minio/disk1/verify-distributed/blob.bin").rc == 0, name
 
 
 def test_one_node_down_reads_and_writes_go_on_and_it_heals():
-    down = testinfra.get_host("podman://minio4")
+    down = host("minio4")
     down.check_output("systemctl stop minio")
     try:
         assert wait_for(lambda: health("minio4", "live") is None, 30)
-        writer, reader = client("minio2"), client("minio1")
+        writer, reader = minio_root_client(ROOT, "minio2"), minio_root_client(ROOT, "minio1")
         body = b"written while minio4 was down"
-        writer.put_object("verify-distributed", "while-down.txt", io.BytesIO(body), len(body))
-        assert reader.get_object("verify-distributed", "while-down.txt").read() == body
-        assert reader.get_object("verify-distributed", "blob.bin").read()
+        writer.put_object(BUCKET, "while-down.txt", io.BytesIO(body), len(body))
+        assert reader.get_object(BUCKET, "while-down.txt").read() == body
+        assert reader.get_object(BUCKET, "blob.bin").read()
         # Write quorum holds with 6 of 8 drives.
         assert health("minio1", "cluster") == 200
     finally:
@@ -84,11 +53,4 @@ def test_one_node_down_reads_and_writes_go_on_and_it_heals():
     assert wait_for(lambda: all(health(n, "cluster") == 200 for n in NODES), 180)
     # Right after it reports healthy, the restarted node may still answer NoSuchKey for
     # an object written while it was down (seen here): it must serve it shortly after.
-    assert wait_for(lambda: read_or_none("minio4", "while-down.txt") == b"written while minio4 was down", 60)
-
-
-def read_or_none(name, key):
-    try:
-        return client(name).get_object("verify-distributed", key).read()
-    except Exception:  # pylint: disable=broad-except
-        return None
+    assert wait_for(lambda: minio_object("minio4", BUCKET, "while-down.txt", ROOT) == body, 60)

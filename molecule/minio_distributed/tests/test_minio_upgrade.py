@@ -1,7 +1,9 @@
 """A MinIO binary upgrade of the converged 4-node cluster: a binary that does not come up
 is rolled back on every node, a good one replaces the old on every node and keeps it as
 minio.previous, a second run changes nothing, and no upgrade starts on a cluster without
-write quorum.
+write quorum. The cluster runs another binary after them (changes_platform: they run
+after the scenario's unmarked tests, see molecule/conftest.py); they read an object those
+wrote (blob.bin).
 
 No second MinIO version can be built here (the module proxy serves one), so the "new"
 binary is the pinned build with bytes appended: it runs the same, but its checksum differs
@@ -14,18 +16,18 @@ import pathlib
 import re
 import shutil
 import subprocess
-import sys
 
 import pytest
-import testinfra
 
-from test_minio_distributed import NODES, client, health, read_or_none, wait_for
+from mlops_testing import group_hosts, host, minio_object, minio_root_client, recap_changed, run_playbook, wait_for
+from mlops_testing import minio_health as health
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
-
+pytestmark = pytest.mark.changes_platform
 HERE = pathlib.Path(__file__).parent
-# The bucket test_minio_distributed writes to (read_or_none reads it).
+NODES = group_hosts("minio")
+# The cluster's root user, kept for its first node.
+ROOT = NODES[0]
+# The bucket test_minio_distributed.py writes to.
 BUCKET = "verify-distributed"
 BODY = os.urandom(2 * 1024 * 1024)
 
@@ -52,15 +54,15 @@ def running_binary(name):
 
 def on_node(name):
     """What a node has: the installed binary, the one its server runs, the kept one, the PID."""
-    host = testinfra.get_host("podman://" + name)
+    node = host(name)
 
     def digest(path):
-        found = host.run("sha256sum %s", path)
+        found = node.run("sha256sum %s", path)
         return found.stdout.split()[0] if found.rc == 0 else None
 
     return {"installed": digest("/usr/local/bin/minio"), "running": running_binary(name),
             "previous": digest("/usr/local/bin/minio.previous"),
-            "pid": host.check_output("systemctl show --property MainPID --value minio")}
+            "pid": node.check_output("systemctl show --property MainPID --value minio")}
 
 
 @pytest.fixture(scope="module")
@@ -80,7 +82,7 @@ def binaries(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def stored():
-    writer = client("minio1")
+    writer = minio_root_client(ROOT, "minio1")
     if not writer.bucket_exists(BUCKET):
         writer.make_bucket(BUCKET)
     writer.put_object(BUCKET, "before.bin", io.BytesIO(BODY), len(BODY))
@@ -103,7 +105,7 @@ def test_a_binary_that_does_not_start_is_rolled_back_on_every_node(binaries, sto
         state = on_node(name)
         assert state["installed"] == state["running"] == state["previous"] == binaries["pinned"], (name, state)
     assert healthy_everywhere()
-    assert wait_for(lambda: read_or_none("minio2", "before.bin") == stored, 60)
+    assert wait_for(lambda: minio_object("minio2", BUCKET, "before.bin", ROOT) == stored, 60)
 
 
 def test_a_new_binary_replaces_the_old_on_every_node_and_keeps_it(binaries, stored):
@@ -116,8 +118,8 @@ def test_a_new_binary_replaces_the_old_on_every_node_and_keeps_it(binaries, stor
         assert state["previous"] == binaries["pinned"], (name, state)
         assert state["pid"] != before[name]["pid"], name
     assert healthy_everywhere()
-    assert wait_for(lambda: read_or_none("minio2", "before.bin") == stored, 60)
-    assert read_or_none("minio3", "blob.bin")
+    assert wait_for(lambda: minio_object("minio2", BUCKET, "before.bin", ROOT) == stored, 60)
+    assert minio_object("minio3", BUCKET, "blob.bin", ROOT)
 
     rc, output = converge(binaries["new"])
     assert rc == 0, output[-3000:]
@@ -128,7 +130,7 @@ def test_no_upgrade_starts_on_a_cluster_without_write_quorum(binaries):
     before = {name: on_node(name) for name in NODES}
     stopped = ["minio3", "minio4"]
     for name in stopped:
-        testinfra.get_host("podman://" + name).check_output("systemctl stop minio")
+        host(name).check_output("systemctl stop minio")
     try:
         assert wait_for(lambda: health("minio1", "cluster") not in (200, None), 60)
         # Back to the pinned build: an upgrade like any other for the role.
@@ -142,5 +144,5 @@ def test_no_upgrade_starts_on_a_cluster_without_write_quorum(binaries):
             assert on_node(name)["pid"] == before[name]["pid"], name
     finally:
         for name in stopped:
-            testinfra.get_host("podman://" + name).check_output("systemctl start minio")
+            host(name).check_output("systemctl start minio")
     assert wait_for(healthy_everywhere, 180)

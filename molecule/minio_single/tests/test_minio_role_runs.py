@@ -4,18 +4,14 @@ import os
 import pathlib
 import shutil
 import subprocess
-import sys
 import tempfile
 
-import testinfra
 from cryptography import x509
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from apply_role import apply_role  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import CREDENTIALS, apply_role, host, minio_root
 
 HOST = "minio-single"
-CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
-node = testinfra.get_host("podman://" + HOST)
+node = host(HOST)
 BINARY = os.environ["MLOPS_MINIO_BINARY"]
 
 
@@ -80,7 +76,7 @@ def test_same_binary_no_change_new_binary_one_restart():
 
 
 def test_no_root_password_at_vvv_in_check_mode():
-    password = (CREDENTIALS / HOST / "minio" / "root_password").read_text().split()[0]
+    password = minio_root(HOST)[1]
     result = apply_role("mlops.platform.minio", HOST, variables(), "--check", "--diff", "-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]

@@ -2,31 +2,19 @@
 
 import io
 import os
-import pathlib
 import subprocess
 
-import testinfra
-from minio import Minio
+from mlops_testing import CREDENTIALS, host, minio_client, minio_root
 
 HOST = "minio-single"
-CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials" / HOST / "minio"
-node = testinfra.get_host("podman://" + HOST)
-
-
-def root():
-    return ((CREDENTIALS / "root_user").read_text().split()[0], (CREDENTIALS / "root_password").read_text().split()[0])
-
-
-def address():
-    return subprocess.check_output(
-        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", HOST], text=True).strip()
+MINIO_CREDENTIALS = CREDENTIALS / HOST / "minio"
+node = host(HOST)
 
 
 def client():
     import urllib3
-    user, password = root()
-    http = urllib3.PoolManager(ca_certs=str(CREDENTIALS / "ca.crt"), cert_reqs="CERT_REQUIRED")
-    return Minio("%s:9000" % address(), user, password, secure=True, http_client=http)
+    http = urllib3.PoolManager(ca_certs=str(MINIO_CREDENTIALS / "ca.crt"), cert_reqs="CERT_REQUIRED")
+    return minio_client(HOST, *minio_root(HOST), secure=True, http_client=http)
 
 
 def test_runs_under_systemd_as_its_own_user():
@@ -45,11 +33,11 @@ def test_binary_is_the_pinned_build():
 def test_secrets_file_is_private_and_no_secret_is_on_a_command_line():
     secrets = node.file("/etc/minio/root.env")
     assert secrets.mode == 0o600 and secrets.user == "minio-user"
-    password = root()[1]
+    password = minio_root(HOST)[1]
     assert password in secrets.content_string
     assert password not in node.check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
     assert password not in node.file("/etc/default/minio").content_string
-    assert (CREDENTIALS / "root_password").stat().st_mode & 0o777 == 0o600
+    assert (MINIO_CREDENTIALS / "root_password").stat().st_mode & 0o777 == 0o600
 
 
 def test_health_over_tls_with_the_private_ca():

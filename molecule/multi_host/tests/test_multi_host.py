@@ -1,74 +1,31 @@
 """Verify the platform split over its hosts as its users and operators meet it: each
 service on its own host, one tracking service served by MLflow on two hosts behind the
 gateway's upstream (and still served with either of them down), MinIO across two nodes,
-a job run by the runner on its own host; last, a backup and a restore across the hosts."""
+a job run by the runner on its own host; last (changes_platform, see molecule/conftest.py),
+a backup and a restore across the hosts."""
 
-import json
-import os
 import pathlib
-import subprocess
-import sys
-import time
 
 import mlflow
 import pytest
 import requests
-import testinfra
-from minio import Minio
 from mlflow.tracking import MlflowClient
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import JOB_FINAL as FINAL
+from mlops_testing import (EPHEMERAL, address, commit_repository, gateway_get, host, jobs_cli, minio_client,
+                           platform_host, run_playbook, service_keys, user_password, wait_for, wait_for_job)
 
-EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-CREDENTIALS = EPHEMERAL / "credentials"
-GATEWAY = "mh-gateway"
+GATEWAY = platform_host()
 MLFLOW_HOSTS = ("mh-mlflow1", "mh-mlflow2")
 MINIO_HOSTS = ("mh-minio1", "mh-minio2")
 RUNNER = "mh-runner"
-CA = CREDENTIALS / GATEWAY / "gateway" / "ca.crt"
-ALICE = ("alice", "Alice-pass-2026")  # given in molecule.yml
-HERE = pathlib.Path(__file__).parent
-PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).parents[3]))
+ALICE = ("alice", user_password("team-a", "alice"))
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 REPO = "/srv/git/hello"
-FINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
-
-
-def host(name):
-    return testinfra.get_host("podman://" + name)
-
-
-def address(name):
-    return subprocess.check_output(
-        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", name], text=True).strip()
-
-
-def gateway_url(path=""):
-    return "https://%s:8443%s" % (address(GATEWAY), path)
 
 
 def get(path, auth=ALICE):
-    return requests.get(gateway_url(path), auth=auth, verify=str(CA), timeout=30)
-
-
-def client_env():
-    return dict(os.environ, MLFLOW_TRACKING_URI=gateway_url(), MLFLOW_TRACKING_USERNAME=ALICE[0],
-                MLFLOW_TRACKING_PASSWORD=ALICE[1], MLFLOW_TRACKING_SERVER_CERT_PATH=str(CA))
-
-
-def secret(path):
-    return path.read_text().split()[0]
-
-
-@pytest.fixture(scope="module")
-def tutorial_run():
-    # Not one server error on the way through the gateway (the client would retry it).
-    env = dict(client_env(), MLFLOW_HTTP_REQUEST_MAX_RETRIES="0")
-    done = subprocess.run([sys.executable, str(HERE / "seed_tutorial.py")], env=env,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    return gateway_get(8443, path, auth)
 
 
 def test_each_service_runs_on_its_own_hosts():
@@ -99,10 +56,9 @@ def test_minio_runs_as_one_cluster_over_both_nodes():
 
 def test_the_tutorial_logs_through_the_gateway_into_the_cluster(tutorial_run):
     assert tutorial_run["status"] == "FINISHED" and tutorial_run["predictions"] > 0
-    keys = CREDENTIALS / "tracking-services" / "team-a"
     # Any node of the cluster serves the bucket.
     for name in MINIO_HOSTS:
-        client = Minio("%s:9000" % address(name), "mlflow-team-a", secret(keys / "s3_secret_key"), secure=False)
+        client = minio_client(name, *service_keys("team-a"))
         objects = [o.object_name for o in client.list_objects("mlflow-team-a", recursive=True)]
         assert any(path.endswith("/MLmodel") for path in objects), (name, objects)
 
@@ -125,54 +81,22 @@ def test_the_service_is_served_while_either_mlflow_host_is_down(tutorial_run):
 
 
 def wait_healthy(name, timeout=120):
-    deadline = time.monotonic() + timeout
-    while host(name).run("python3 -c \"import urllib.request as u; u.urlopen('http://127.0.0.1:5001/health',"
-                         " timeout=5)\"").rc != 0:
-        assert time.monotonic() < deadline, "mlflow@team-a on %s did not answer /health again" % name
-        time.sleep(2)
+    assert wait_for(lambda: host(name).run("python3 -c \"import urllib.request as u; u.urlopen("
+                                           "'http://127.0.0.1:5001/health', timeout=5)\"").rc == 0, timeout), \
+        "mlflow@team-a on %s did not answer /health again" % name
 
 
-def cli(*args):
-    env = dict(client_env(), PYTHONPATH=str(PROJECT / "jobs" / "src"))
-    done = subprocess.run([sys.executable, "-m", "mlops_jobs.cli"] + list(args), capture_output=True, text=True,
-                          timeout=120, check=False, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout)
-
-
-def on_runner(*argv, stdin=None):
-    done = subprocess.run(["podman", "exec", "-i", RUNNER] + list(argv), input=stdin, capture_output=True,
-                          text=True, timeout=120, check=False)
-    assert done.returncode == 0, "%s: %s" % (argv, done.stderr[-2000:])
-    return done.stdout
-
-
-def test_a_job_submitted_through_the_gateway_runs_on_the_runner_host(monkeypatch):
-    git = ["env", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z",
-           "git", "-C", REPO, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
-    on_runner("rm", "-rf", REPO)
-    on_runner("git", "init", "-q", "-b", "main", REPO)
-    on_runner("sh", "-c", "cat > %s/hello.sh" % REPO, stdin="echo hello from $(hostname)\n")
-    on_runner(*git, "add", ".")
-    on_runner(*git, "commit", "-q", "-m", "hello")
-    commit = on_runner("git", "-C", REPO, "rev-parse", "HEAD").strip()
-    job_id = cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "hello.sh")["id"]
-    deadline = time.monotonic() + 300
-    while True:
-        job = cli("show", str(job_id))
-        if job["status"] in FINAL:
-            break
-        assert time.monotonic() < deadline, "job %d stayed %s" % (job_id, job["status"])
-        time.sleep(2)
+def test_a_job_submitted_through_the_gateway_runs_on_the_runner_host(mlflow_env):
+    commit = commit_repository(RUNNER, REPO, {"hello.sh": "echo hello from $(hostname)\n"}, "hello")
+    job_id = jobs_cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "hello.sh")["id"]
+    job = wait_for_job(job_id, lambda j: j["status"] in FINAL, timeout=300, interval=2)
     assert job["status"] == "SUCCEEDED" and job["runner"] == RUNNER, job
-    for name, value in client_env().items():
-        if name.startswith("MLFLOW_"):
-            monkeypatch.setenv(name, value)
     path = MlflowClient().download_artifacts(job["run_id"], "logs/job.log", str(EPHEMERAL))
     assert "hello from %s" % RUNNER in pathlib.Path(path).read_text()
 
 
-def test_backup_and_restore_across_the_hosts(tutorial_run, monkeypatch):
+@pytest.mark.changes_platform
+def test_backup_and_restore_across_the_hosts(tutorial_run, mlflow_env):
     """The dump is written on the database host and the bucket's mirror on the first MLflow
     host; a restore stops the service on both MLflow hosts, puts the database and the
     objects back and starts it on both: a run logged after the backup is gone, the
@@ -187,9 +111,6 @@ def test_backup_and_restore_across_the_hosts(tutorial_run, monkeypatch):
     assert mirrored, "no model in the bucket's mirror on " + MLFLOW_HOSTS[0]
     assert not host(MLFLOW_HOSTS[1]).file(location).exists
 
-    for name, value in client_env().items():
-        if name.startswith("MLFLOW_"):
-            monkeypatch.setenv(name, value)
     client = MlflowClient()
     experiment_id = client.get_run(tutorial_run["run_id"]).info.experiment_id
     later = client.create_run(experiment_id, run_name="after-the-backup").info.run_id

@@ -5,17 +5,11 @@ each refusal the server package must still be absent. The secrets check runs the
 converge variables in check mode at -vvv against the converged server.
 """
 
-import os
-import pathlib
-import sys
-
 import pytest
-import testinfra
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from apply_role import apply_role as apply_any_role  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import CREDENTIALS, host
+from mlops_testing import apply_role as apply_any_role
 
-CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
 ALPHA_PASSWORD = "alpha-password-for-tests"
 GOOD_DATABASE = {"name": "app", "owner": "app", "password": "a-good-long-password"}
 
@@ -71,9 +65,9 @@ def test_bad_input_fails_before_any_change(case):
         assert text in output, "%r missing from the failure of %s:\n%s" % (text, case, output[-3000:])
     # Nothing was installed: the failure came before the install step.
     assert "changed=0" in output
-    host = testinfra.get_host("podman://pg-client-denied")
-    assert not host.package("postgresql").is_installed
-    assert not host.file("/etc/postgresql").exists
+    denied = host("pg-client-denied")
+    assert not denied.package("postgresql").is_installed
+    assert not denied.file("/etc/postgresql").exists
 
 
 def test_no_password_in_verbose_check_mode_output():
@@ -94,5 +88,5 @@ def test_no_password_in_verbose_check_mode_output():
     assert ALPHA_PASSWORD not in output
     assert beta not in output
     # And no process on the server carries a password in its command line.
-    cmdlines = testinfra.get_host("podman://pg-server").check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+    cmdlines = host("pg-server").check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
     assert ALPHA_PASSWORD not in cmdlines and beta not in cmdlines

@@ -5,24 +5,20 @@ The test images install from the release suite only; the distribution's security
 adds it to pg-server and runs the role again with the update on: the server must come back
 on the new release with every row, after a dump taken before the update, and a second run
 must change nothing. When the security suite has no newer release that day, the test says
-so and skips rather than passing on nothing."""
+so and skips rather than passing on nothing. The server runs the newer release after it
+(changes_platform: it runs after the scenario's unmarked tests, see molecule/conftest.py)."""
 
-import os
 import pathlib
 import re
-import sys
 
 import pytest
-import testinfra
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import DEBIAN_SUITE as SUITE
+from mlops_testing import PG_VERSION, as_postgres, host, recap_changed, run_playbook
 
-DEBIAN = os.environ.get("MOLECULE_DEBIAN", "12")
-PG_VERSION = {"12": "15", "13": "17"}[DEBIAN]
-SUITE = {"12": "bookworm", "13": "trixie"}[DEBIAN]
+pytestmark = pytest.mark.changes_platform
 HERE = pathlib.Path(__file__).parent
-server = testinfra.get_host("podman://pg-server")
+server = host("pg-server")
 
 
 def security_mirror():
@@ -39,10 +35,6 @@ def security_mirror():
 
 def converge(**extra):
     return run_playbook(HERE.parent / "converge.yml", extra, timeout=900)
-
-
-def as_postgres(sql, database="postgres"):
-    return server.check_output("runuser -u postgres -- psql -d %s -Atc %s", database, sql)
 
 
 def package_version():
@@ -63,15 +55,16 @@ def candidate():
 
 
 def test_a_minor_update_keeps_every_row_after_a_dump(candidate):
-    as_postgres("create table if not exists before_update (note text)", "tracking_alpha")
-    as_postgres("insert into before_update values ('written on %s')" % candidate["installed"], "tracking_alpha")
-    assert candidate["installed"] in as_postgres("show server_version")
+    as_postgres(server, "create table if not exists before_update (note text)", "tracking_alpha")
+    as_postgres(server, "insert into before_update values ('written on %s')" % candidate["installed"], "tracking_alpha")
+    assert candidate["installed"] in as_postgres(server, "show server_version")
 
     rc, output = converge(postgresql_update_packages=True)
     assert rc == 0, output[-3000:]
     assert package_version() == candidate["newest"]
-    assert candidate["newest"] in as_postgres("show server_version")
-    assert as_postgres("select note from before_update", "tracking_alpha") == "written on %s" % candidate["installed"]
+    assert candidate["newest"] in as_postgres(server, "show server_version")
+    note = as_postgres(server, "select note from before_update", "tracking_alpha")
+    assert note == "written on %s" % candidate["installed"]
     dumps = server.check_output("ls /var/backups/postgresql | grep '^before-update-' || true").split()
     assert len(dumps) == 1, dumps
     dump = server.file("/var/backups/postgresql/" + dumps[0])

@@ -7,21 +7,18 @@ with `podman cp`, never on a command line.
 """
 
 import os
-import pathlib
 import subprocess
 import tempfile
 
 import pytest
-import testinfra
 
-DEBIAN = os.environ.get("MOLECULE_DEBIAN", "12")
-PG_VERSION = {"12": "15", "13": "17"}[DEBIAN]
-CREDENTIALS = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials"
+from mlops_testing import CREDENTIALS, PG_VERSION, as_postgres, host
+
 ALPHA_PASSWORD = "alpha-password-for-tests"
 
-server = testinfra.get_host("podman://pg-server")
-allowed = testinfra.get_host("podman://pg-client-allowed")
-denied = testinfra.get_host("podman://pg-client-denied")
+server = host("pg-server")
+allowed = host("pg-client-allowed")
+denied = host("pg-client-denied")
 
 
 def generated_password(user):
@@ -47,15 +44,11 @@ def psql(client, user, password, database, sql):
     )
 
 
-def as_postgres(sql, database="postgres"):
-    return server.check_output("runuser -u postgres -- psql -Atc %s %s", sql, database)
-
-
 def test_server_runs_under_systemd():
     unit = server.service("postgresql@%s-main" % PG_VERSION)
     assert unit.is_running
     assert unit.is_enabled
-    assert as_postgres("SHOW server_version_num").startswith(PG_VERSION)
+    assert as_postgres(server, "SHOW server_version_num").startswith(PG_VERSION)
 
 
 def test_pg_hba_allows_only_scram_over_the_network():
@@ -69,8 +62,8 @@ def test_pg_hba_allows_only_scram_over_the_network():
             continue
         methods.add(fields[-1])
     assert methods == {"scram-sha-256"}
-    assert as_postgres("SHOW password_encryption") == "scram-sha-256"
-    stored = as_postgres("SELECT rolpassword FROM pg_authid WHERE rolname IN ('alpha', 'beta')").splitlines()
+    assert as_postgres(server, "SHOW password_encryption") == "scram-sha-256"
+    stored = as_postgres(server, "SELECT rolpassword FROM pg_authid WHERE rolname IN ('alpha', 'beta')").splitlines()
     assert len(stored) == 2
     assert all(s.startswith("SCRAM-SHA-256$") for s in stored)
 
@@ -79,10 +72,10 @@ def test_memory_settings_follow_ram_unless_overridden():
     memtotal_kb = int(server.check_output("awk '/^MemTotal:/ {print $2}' /proc/meminfo"))
     ram_mb = memtotal_kb // 1024
     expected_shared_buffers_mb = min(max(ram_mb // 4, 128), 16 * 1024)
-    pages = int(as_postgres("SELECT setting FROM pg_settings WHERE name = 'shared_buffers'"))
+    pages = int(as_postgres(server, "SELECT setting FROM pg_settings WHERE name = 'shared_buffers'"))
     assert pages * 8 // 1024 == expected_shared_buffers_mb
     # postgresql_work_mem: 8MB in converge.yml wins over the derived value.
-    assert as_postgres("SELECT setting FROM pg_settings WHERE name = 'work_mem'") == "8192"
+    assert as_postgres(server, "SELECT setting FROM pg_settings WHERE name = 'work_mem'") == "8192"
 
 
 @pytest.mark.parametrize("user,database", [("alpha", "tracking_alpha"), ("beta", "tracking-beta")])
@@ -135,5 +128,5 @@ def test_backup_runs_from_its_timer_service_and_restores():
     server.check_output("runuser -u postgres -- dropdb --if-exists restore_check")
     server.check_output("runuser -u postgres -- createdb restore_check")
     server.check_output("runuser -u postgres -- pg_restore --no-owner --dbname=restore_check %s", newest)
-    assert as_postgres("SELECT string_agg(name, ',' ORDER BY id) FROM runs", "restore_check") == "first,second"
+    assert as_postgres(server, "SELECT string_agg(name, ',' ORDER BY id) FROM runs", "restore_check") == "first,second"
     server.check_output("runuser -u postgres -- dropdb restore_check")

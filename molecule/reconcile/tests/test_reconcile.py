@@ -5,21 +5,19 @@ after it, which is also this scenario's check mode on converged hosts."""
 
 import json
 import os
-import pathlib
 import subprocess
 
 import pytest
-import testinfra
-import yaml
 from minio.credentials import StaticProvider
 from minio.minioadmin import MinioAdmin
 
-from test_all_in_one import CREDENTIALS, HOST, address, get, node, secret
-from test_operations import local_health, recap_changed, root_minio, service_running
+from mlops_testing import (address, as_postgres, gateway_get, group_hosts, host, inventory_directory, minio_root,
+                           minio_root_client, mlflow_health, platform_host, recap_changed, service_running)
 
-INVENTORY = os.path.join(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"], "inventory")
-GROUPS = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
-RUNNER = next(iter(GROUPS["runners"]["hosts"]))
+HOST = platform_host()
+RUNNER = group_hosts("runners")[0]
+INVENTORY = str(inventory_directory())
+node = host(HOST)
 GATEWAY_CONF = "/etc/nginx/conf.d/mlops-team-a.conf"
 
 
@@ -35,9 +33,7 @@ def reconcile(report, *args):
 
 
 def minio_admin():
-    root = CREDENTIALS / HOST / "minio"
-    return MinioAdmin(endpoint="%s:9000" % address(), secure=False,
-                      credentials=StaticProvider(secret(root / "root_user"), secret(root / "root_password")))
+    return MinioAdmin(endpoint="%s:9000" % address(HOST), secure=False, credentials=StaticProvider(*minio_root(HOST)))
 
 
 def user_policies(user):
@@ -46,7 +42,7 @@ def user_policies(user):
 
 
 def psql(sql):
-    return node.check_output("runuser -u postgres -- psql -Atc \"%s\"" % sql)
+    return as_postgres(node, sql)
 
 
 def password_hash(role):
@@ -55,7 +51,7 @@ def password_hash(role):
 
 @pytest.fixture(scope="module")
 def runner_host():
-    return testinfra.get_host("podman://" + RUNNER)
+    return host(RUNNER)
 
 
 def test_without_the_callback_it_stops_before_any_change(tmp_path):
@@ -72,10 +68,10 @@ def test_without_the_callback_it_stops_before_any_change(tmp_path):
 def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host, tmp_path):
     conf_before = node.file(GATEWAY_CONF).content_string
     hash_before = password_hash("mlflow_team_b")
-    assert service_running("team-b") and runner_host.service("mlops-runner").is_running
+    assert service_running(node, "team-b") and runner_host.service("mlops-runner").is_running
 
     # The drift: one change by hand on each kind of resource.
-    root_minio().remove_bucket("mlflow-team-b")                       # a bucket deleted (empty: new)
+    minio_root_client(HOST).remove_bucket("mlflow-team-b")            # a bucket deleted (empty: new)
     minio_admin().detach_policy(["mlflow-team-a"], user="mlflow-team-a")  # a user's policy changed
     minio_admin().attach_policy(["readwrite"], user="mlflow-team-a")
     node.check_output("systemctl stop mlflow@team-b")                   # a tracking service stopped
@@ -109,9 +105,9 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert oct((tmp_path / "drift.json").stat().st_mode & 0o777) == "0o600"
     assert "Drift on 6 resources" in output
     # Report mode changed nothing.
-    assert not root_minio().bucket_exists("mlflow-team-b")
+    assert not minio_root_client(HOST).bucket_exists("mlflow-team-b")
     assert user_policies("mlflow-team-a") == ["readwrite"]
-    assert not service_running("team-b") and not runner_host.service("mlops-runner").is_running
+    assert not service_running(node, "team-b") and not runner_host.service("mlops-runner").is_running
     assert node.file(GATEWAY_CONF).content_string.endswith("# edited by hand\n")
     assert password_hash("mlflow_team_b") != hash_before
 
@@ -119,16 +115,16 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert rc == 0, output[-5000:]
     assert applied["mode"] == "apply" and applied["errors"] == [], applied["errors"]
     assert {(e["host"], e["action"]) for e in applied["drift"]} == {entry[:2] for entry in found}
-    assert root_minio().bucket_exists("mlflow-team-b")
+    assert minio_root_client(HOST).bucket_exists("mlflow-team-b")
     assert user_policies("mlflow-team-a") == ["mlflow-team-a"]
-    assert service_running("team-b") and local_health(5002) == "200"
+    assert service_running(node, "team-b") and mlflow_health(node, 5002) == "200"
     assert node.file(GATEWAY_CONF).content_string == conf_before
     assert runner_host.service("mlops-runner").is_running
     # team-b's MLflow reaches its database with the password it was given.
     search = node.run("python3 -c \"import urllib.request as u; print(u.urlopen("
                       "'http://127.0.0.1:5002/api/2.0/mlflow/experiments/search?max_results=1', timeout=30).status)\"")
     assert search.stdout.strip() == "200", search.stderr
-    assert get(8443, "/health").status_code == 200
+    assert gateway_get(8443, "/health").status_code == 200
 
     rc, clean, output = reconcile(tmp_path / "clean.json", "--check")
     assert rc == 0, output[-5000:]

@@ -4,32 +4,28 @@ or runner-2 (CPU only), and reported on their MLflow runs; plus what an operator
 on the runner hosts."""
 
 import json
-import os
-import pathlib
 import re
-import subprocess
-import sys
 import tempfile
 import time
 
 import mlflow
 import numpy
 import pytest
-import testinfra
 from mlflow.tracking import MlflowClient
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import JOB_FINAL as FINAL
+from mlops_testing import commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook, wait_for_job
 
+# Every test as a data scientist: MLflow's client (here and in the CLI) reaches team-a
+# through the gateway as alice.
+pytestmark = pytest.mark.usefixtures("mlflow_env")
 AIO = "mlops-platform"
 RUNNERS = ("runner-1", "runner-2")
 GPU_IDS = {"GPU-00000000-0000-0000-0000-0000000000a0", "GPU-00000000-0000-0000-0000-0000000000a1"}
-EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
-CREDENTIALS = EPHEMERAL / "credentials"
-CA = CREDENTIALS / AIO / "gateway" / "ca.crt"
-PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", pathlib.Path(__file__).parents[3]))
 REPO = "/srv/git/model"
-FINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+# As many workstations have it: the CLI must still check the gateway against
+# MLFLOW_TRACKING_SERVER_CERT_PATH.
+WORKSTATION = {"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
 
 TRAIN = '''"""The seed tutorial's training, as a job: autolog into the job's run (MLFLOW_RUN_ID)."""
 import os
@@ -50,47 +46,12 @@ with open(os.path.join(os.environ["MLOPS_OUTPUT_DIR"], "score.txt"), "w") as out
 '''
 
 
-def address():
-    return subprocess.check_output(
-        ["podman", "inspect", "-f", "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}", AIO], text=True).strip()
-
-
-ENV = {
-    "MLFLOW_TRACKING_URI": "https://%s:8443" % address(),
-    "MLFLOW_TRACKING_USERNAME": "alice",
-    "MLFLOW_TRACKING_PASSWORD": "Alice-pass-2026",
-    "MLFLOW_TRACKING_SERVER_CERT_PATH": str(CA),
-}
-os.environ.update(ENV)
-
-
-def on(host, *argv, stdin=None, check=True):
-    done = subprocess.run(["podman", "exec", "-i", host] + list(argv), input=stdin, capture_output=True, text=True,
-                          timeout=300, check=False)
-    if check:
-        assert done.returncode == 0, "%s %s: %s" % (host, argv, done.stderr[-2000:])
-    return done
-
-
 def cli(*args):
-    # REQUESTS_CA_BUNDLE as many workstations have it: the CLI must still check the
-    # gateway against MLFLOW_TRACKING_SERVER_CERT_PATH.
-    env = dict(os.environ, PYTHONPATH=str(PROJECT / "jobs" / "src"),
-               REQUESTS_CA_BUNDLE="/etc/ssl/certs/ca-certificates.crt")
-    done = subprocess.run([sys.executable, "-m", "mlops_jobs.cli"] + list(args), capture_output=True, text=True,
-                          timeout=120, check=False, env=env)
-    assert done.returncode == 0, done.stderr[-2000:]
-    return json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout
+    return jobs_cli(*args, **WORKSTATION)
 
 
 def wait(job_id, until, timeout=300, interval=1.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        job = cli("show", str(job_id))
-        if until(job):
-            return job
-        assert time.monotonic() < deadline, "job %d stayed %s: %s" % (job_id, job["status"], job.get("reason"))
-        time.sleep(interval)
+    return wait_for_job(job_id, until, timeout, interval, **WORKSTATION)
 
 
 def artifact_text(run_id, path):
@@ -102,18 +63,8 @@ def artifact_text(run_id, path):
 @pytest.fixture(scope="module")
 def commit():
     """The same repository, commit for commit, on both runners at REPO (file://)."""
-    heads = set()
-    for host in RUNNERS:
-        on(host, "rm", "-rf", REPO)
-        on(host, "mkdir", "-p", REPO)
-        on(host, "sh", "-c", "cat > %s/train.py" % REPO, stdin=TRAIN)
-        on(host, "sh", "-c", "cat > %s/requirements.txt" % REPO, stdin="mlflow==%s\nscikit-learn\n" % mlflow.__version__)
-        git = ["env", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z",
-               "git", "-C", REPO, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
-        on(host, "git", "init", "-q", "-b", "main", REPO)
-        on(host, *git, "add", ".")
-        on(host, *git, "commit", "-q", "-m", "tutorial")
-        heads.add(on(host, "git", "-C", REPO, "rev-parse", "HEAD").stdout.strip())
+    files = {"train.py": TRAIN, "requirements.txt": "mlflow==%s\nscikit-learn\n" % mlflow.__version__}
+    heads = {commit_repository(name, REPO, files, "tutorial") for name in RUNNERS}
     assert len(heads) == 1
     return heads.pop()
 
@@ -125,12 +76,12 @@ def submit(commit, *options):
 
 def test_every_runner_runs_its_agent_with_private_configuration():
     for name in RUNNERS:
-        node = testinfra.get_host("podman://" + name)
+        node = host(name)
         agent = node.service("mlops-runner")
         assert agent.is_running and agent.is_enabled
         config = node.file("/etc/mlops-runner/config.json")
         assert config.user == "root" and config.mode == 0o600
-        checked = json.loads(on(name, "/opt/mlops-runner/venv/bin/mlops-runner", "--check").stdout)
+        checked = json.loads(podman_exec(name, "/opt/mlops-runner/venv/bin/mlops-runner", "--check").stdout)
         assert checked["ok"] and checked["checked"] == {"database": "ok", "team-a": "ok"}
         # No package index was needed: the agent came from the controller's wheels.
         assert node.file("/opt/mlops-runner/venv/bin/mlops-runner").exists
@@ -174,9 +125,10 @@ def test_cancelling_a_running_job_kills_it_within_10_s(commit):
     job = wait(job_id, lambda j: j["status"] in FINAL, timeout=30, interval=0.5)
     assert job["status"] == "CANCELLED" and time.monotonic() - cancelled_at <= 10, job
     assert MlflowClient().get_run(job["run_id"]).info.status == "KILLED"
-    state = on(job["runner"], "systemctl", "show", "mlops-job-%d" % job_id, "-p", "ActiveState", "--value").stdout
+    state = podman_exec(job["runner"], "systemctl", "show", "mlops-job-%d" % job_id, "-p", "ActiveState",
+                        "--value").stdout
     assert state.strip() in ("inactive", "")
-    assert on(job["runner"], "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+    assert podman_exec(job["runner"], "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
 
 
 def test_a_two_gpu_job_sees_exactly_its_devices_and_a_one_gpu_job_waits(commit):
@@ -210,21 +162,21 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
             pass
         assert time.monotonic() < deadline, "the log was never uploaded while the job ran"
         time.sleep(1)
-    on("runner-1", "systemctl", "kill", "--signal", "SIGKILL", "mlops-runner")
+    podman_exec("runner-1", "systemctl", "kill", "--signal", "SIGKILL", "mlops-runner")
     job = wait(job_id, lambda j: j["status"] in FINAL, timeout=90)
     assert job["status"] == "LOST", job
     run = MlflowClient().get_run(job["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
     assert "step-1-done" in artifact_text(job["run_id"], "logs/job.log")
-    assert on("runner-1", "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
-    assert testinfra.get_host("podman://runner-1").service("mlops-runner").is_running
+    assert podman_exec("runner-1", "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+    assert host("runner-1").service("mlops-runner").is_running
 
 
 def test_the_gateway_follows_the_job_apis_port():
     """mlflow_jobs_api_port is 5090 in molecule.yml: the API listens there and the gateway,
     which reads the port from the inventory (no runtime fact of the mlflow role), sends
     every /api/mlops/jobs request there; the jobs above went that way."""
-    platform = testinfra.get_host("podman://" + AIO)
+    platform = host(AIO)
     assert platform.socket("tcp://127.0.0.1:5090").is_listening
     assert "server 127.0.0.1:5090;" in platform.file("/etc/nginx/conf.d/mlops.conf").content_string
 

@@ -4,28 +4,23 @@ health check and is rolled back, then the upgrade to the role's default version,
 which every run and artifact reads back the same."""
 
 import json
-import os
 import pathlib
 import re
 import subprocess
-import sys
 
 import pytest
-import testinfra
 import yaml
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "shared"))
-from playbooks import recap_changed, run_playbook  # noqa: E402  pylint: disable=wrong-import-position
+from mlops_testing import CREDENTIALS, PROJECT, as_postgres, group_vars, host, recap_changed, run_playbook
 
 HOST = "mlops-upgrade"
 HERE = pathlib.Path(__file__).parent
-REPO = pathlib.Path(os.environ["MOLECULE_PROJECT_DIRECTORY"])
-NEW = yaml.safe_load((REPO / "roles/mlflow/defaults/main.yml").read_text())["mlflow_version"]
-node = testinfra.get_host("podman://" + HOST)
+NEW = yaml.safe_load((PROJECT / "roles/mlflow/defaults/main.yml").read_text())["mlflow_version"]
+node = host(HOST)
 # The scenario's inventory: the old version it converges with, and its services.
-GROUP_VARS = yaml.safe_load((HERE.parent / "molecule.yml").read_text())["provisioner"]["inventory"]["group_vars"]
-OLD = GROUP_VARS["all"]["mlflow_version"]
-ENTRIES = GROUP_VARS["all"]["mlops_tracking_services"]
+GROUP_VARS = group_vars("all")
+OLD = GROUP_VARS["mlflow_version"]
+ENTRIES = GROUP_VARS["mlops_tracking_services"]
 SERVICES = {entry["name"]: entry["mlflow_port"] for entry in ENTRIES}
 
 
@@ -47,8 +42,7 @@ def state(service):
     return {
         "link": node.check_output("readlink /opt/mlflow/services/%s", service),
         "version": re.search(r"^MLOPS_MLFLOW_VERSION=\"?([^\"\n]+)", env, re.M).group(1),
-        "revision": node.check_output(
-            "runuser -u postgres -- psql -d %s -Atc 'select version_num from alembic_version'", database),
+        "revision": as_postgres(node, "select version_num from alembic_version", database),
         "running": node.service("mlflow@" + service).is_running,
     }
 
@@ -100,14 +94,13 @@ def test_the_services_reach_minio_on_its_port_over_tls(before):
     """minio_port and minio_tls_enabled (set for MinIO in molecule.yml) reach the MLflow
     services: their S3 endpoint is https on that port, checked against MinIO's private CA;
     the artifacts the runs above logged went through it."""
-    port = GROUP_VARS["all"]["minio_port"]
+    port = GROUP_VARS["minio_port"]
     assert node.socket("tcp://0.0.0.0:%d" % port).is_listening
     for service in SERVICES:
         env = node.file("/etc/mlflow/services/%s.env" % service).content_string
         assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://127\.0\.0\.1:%d"?$' % port, env, re.M), env
         assert re.search(r'^AWS_CA_BUNDLE="?/etc/mlflow/s3-ca\.crt"?$', env, re.M), env
-    assert node.file("/etc/mlflow/s3-ca.crt").content_string == (
-        pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"]) / "credentials" / HOST / "minio" / "ca.crt").read_text()
+    assert node.file("/etc/mlflow/s3-ca.crt").content_string == (CREDENTIALS / HOST / "minio" / "ca.crt").read_text()
 
 
 def test_a_failed_upgrade_rolls_the_service_back_and_stops(before, failed_upgrade):

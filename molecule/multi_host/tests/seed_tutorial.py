@@ -1,1 +1,0 @@
-../../all_in_one/tests/seed_tutorial.py

@@ -1,1 +1,0 @@
-../../all_in_one/tests/test_operations.py

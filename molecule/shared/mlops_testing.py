@@ -1,0 +1,318 @@
+"""What the verify tests of the molecule scenarios share: the scenario's inventory and its
+hosts, the credentials directory, the gateway and the MLflow clients behind it, MinIO and
+PostgreSQL on the hosts, the job CLI, and playbook runs with their recap.
+
+molecule/pytest.ini puts this directory on the import path (pythonpath = shared) of every
+scenario's pytest run; the fixtures and the order of the tests are in molecule/conftest.py.
+Everything here reads the environment molecule's verifier gives pytest:
+MOLECULE_EPHEMERAL_DIRECTORY, MOLECULE_INVENTORY_FILE, MOLECULE_PROJECT_DIRECTORY."""
+
+import json
+import os
+import pathlib
+import re
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+import requests
+import testinfra
+import yaml
+from minio import Minio
+
+SHARED = pathlib.Path(__file__).resolve().parent
+PROJECT = pathlib.Path(os.environ.get("MOLECULE_PROJECT_DIRECTORY", SHARED.parents[1]))
+EPHEMERAL = pathlib.Path(os.environ["MOLECULE_EPHEMERAL_DIRECTORY"])
+# mlops_credentials_dir of every scenario (.config/molecule/config.yml).
+CREDENTIALS = EPHEMERAL / "credentials"
+TRACKING_SERVICES = CREDENTIALS / "tracking-services"
+SEED_TUTORIAL = SHARED / "seed_tutorial.py"
+APPLY_ROLE = SHARED / "apply_role.yml"
+
+# The image's Debian release (hack/molecule.sh), its suite and the PostgreSQL it ships.
+DEBIAN = os.environ.get("MOLECULE_DEBIAN", "12")
+DEBIAN_SUITE = {"12": "bookworm", "13": "trixie"}[DEBIAN]
+PG_VERSION = {"12": "15", "13": "17"}[DEBIAN]
+
+# The states a job of the queue ends in.
+JOB_FINAL = ("SUCCEEDED", "FAILED", "CANCELLED", "TIMED_OUT", "LOST")
+
+
+# The scenario's inventory, as molecule wrote it for this run.
+
+def inventory_directory():
+    """ansible_inventory.yml (hosts and groups), group_vars/ and host_vars/ of the scenario."""
+    return pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).parent
+
+
+def group_hosts(group):
+    """The names of the scenario's hosts in group, in the inventory's order."""
+    inventory = yaml.safe_load(pathlib.Path(os.environ["MOLECULE_INVENTORY_FILE"]).read_text())
+    return list(inventory[group]["hosts"])
+
+
+def group_vars(group="all"):
+    """The variables molecule.yml (over .config/molecule/config.yml) gives group."""
+    return yaml.safe_load((inventory_directory() / "group_vars" / group).read_text())
+
+
+def platform_host():
+    """The host that serves the gateway: in the one-host scenarios the whole platform."""
+    return group_hosts("gateway")[0]
+
+
+# The test hosts.
+
+def host(name):
+    """The testinfra host for a test host."""
+    return testinfra.get_host("podman://" + name)
+
+
+def address(name):
+    """A test host's address on its podman network."""
+    template = "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}"
+    return subprocess.check_output(["podman", "inspect", "-f", template, name], text=True).strip()
+
+
+def podman_exec(name, *argv, stdin=None, check=True, timeout=300):
+    """argv run in a test host (stdin given as text); the CompletedProcess, failed unless it succeeds with check."""
+    done = subprocess.run(["podman", "exec", "-i", name] + list(argv), input=stdin, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    if check:
+        assert done.returncode == 0, "%s %s: %s" % (name, argv, done.stderr[-2000:])
+    return done
+
+
+def wait_for(predicate, timeout=120, interval=2):
+    """Whether predicate() comes true within timeout seconds, asked every interval seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return False
+
+
+# Secrets of the credentials directory.
+
+def secret(path):
+    """A secret the roles keep in the credentials directory: the first word of its file
+    (the password lookup may append " salt=..." for its own use)."""
+    return path.read_text().split()[0]
+
+
+def service_keys(service):
+    """A tracking service's S3 access key (also its bucket's name) and secret key."""
+    return "mlflow-" + service, secret(TRACKING_SERVICES / service / "s3_secret_key")
+
+
+def tracking_service(service):
+    """A tracking service's entry in mlops_tracking_services of the scenario's inventory."""
+    return next(entry for entry in group_vars()["mlops_tracking_services"] if entry["name"] == service)
+
+
+def user_password(service, user):
+    """A user's password: as the inventory gives it (pass), else the one the roles generated."""
+    for entry in tracking_service(service).get("users", []):
+        if entry["user_name"] == user and entry.get("pass"):
+            return entry["pass"]
+    return secret(TRACKING_SERVICES / service / "users" / (user + ".password"))
+
+
+# The gateway and the MLflow clients behind it.
+
+def gateway_ca():
+    """The gateway's CA certificate, from the credentials directory."""
+    return CREDENTIALS / platform_host() / "gateway" / "ca.crt"
+
+
+def gateway_url(port, path=""):
+    return "https://%s:%d%s" % (address(platform_host()), port, path)
+
+
+def gateway_get(port, path, auth=None):
+    """GET through the gateway from this machine, its certificate checked against its CA."""
+    return requests.get(gateway_url(port, path), auth=auth, verify=str(gateway_ca()), timeout=30)
+
+
+def tracking_env(service, user):
+    """The MLFLOW_* variables an MLflow client needs for service through the gateway as user.
+    The client waits up to 15 minutes for an answer: a 2 GB artifact goes in one request."""
+    return {
+        "MLFLOW_TRACKING_URI": gateway_url(tracking_service(service)["gateway_port"]),
+        "MLFLOW_TRACKING_USERNAME": user,
+        "MLFLOW_TRACKING_PASSWORD": user_password(service, user),
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": str(gateway_ca()),
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "900",
+    }
+
+
+def client_env(service, user, **extra):
+    """This process's environment with tracking_env(service, user) and extra: for a client in a subprocess."""
+    return dict(os.environ, **tracking_env(service, user), **extra)
+
+
+def run_tutorial(env, timeout=600):
+    """The seed tutorial (seed_tutorial.py) as a data scientist runs it, with env; the CompletedProcess."""
+    return subprocess.run([sys.executable, str(SEED_TUTORIAL)], env=env, capture_output=True, text=True,
+                          timeout=timeout, check=False)
+
+
+def mlflow_health(node, port):
+    """/health of an MLflow instance, asked on its host (the image has no curl): "200",
+    or "" when it does not answer."""
+    return node.run("python3 -c \"import urllib.request as u; print(u.urlopen('http://127.0.0.1:%d/health',"
+                    " timeout=5).status)\"" % port).stdout.strip()
+
+
+def service_running(node, service):
+    return node.service("mlflow@" + service).is_running
+
+
+# MinIO.
+
+def minio_root(owner):
+    """MinIO's root user and password, kept for owner (the MinIO host, or the cluster's first node)."""
+    root = CREDENTIALS / owner / "minio"
+    return secret(root / "root_user"), secret(root / "root_password")
+
+
+def minio_client(name, access_key, secret_key, secure=False, **options):
+    """A MinIO client of the S3 API on port 9000 of a test host, plain HTTP unless secure."""
+    return Minio("%s:9000" % address(name), access_key, secret_key, secure=secure, **options)
+
+
+def minio_root_client(owner, name=None):
+    """A client of name's S3 API (default: owner's) as the root user kept for owner."""
+    return minio_client(name or owner, *minio_root(owner))
+
+
+def minio_health(name, path):
+    """The status of MinIO's /minio/health/<path> on a test host, None when it does not answer."""
+    try:
+        with urllib.request.urlopen("http://%s:9000/minio/health/%s" % (address(name), path), timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as exc:
+        return exc.code
+    except OSError:
+        return None
+
+
+def minio_object(name, bucket, key, owner=None):
+    """An object's bytes as name's S3 API serves them to the root user kept for owner
+    (default: name); None when it cannot be read."""
+    try:
+        return minio_root_client(owner or name, name).get_object(bucket, key).read()
+    except Exception:  # pylint: disable=broad-except
+        return None
+
+
+# PostgreSQL.
+
+def as_postgres(node, sql, database="postgres"):
+    """sql run by psql as postgres on a test host; its rows, unaligned, without headers."""
+    return node.check_output("runuser -u postgres -- psql -X -q -A -t -d %s -c %s", database, sql)
+
+
+# The job queue.
+
+def jobs_cli(*args, **env):
+    """The mlops-job CLI of this checkout (jobs/src) with this process's environment and env:
+    its JSON answer, or its text."""
+    environment = dict(os.environ, PYTHONPATH=str(PROJECT / "jobs" / "src"), **env)
+    done = subprocess.run([sys.executable, "-m", "mlops_jobs.cli"] + list(args), capture_output=True, text=True,
+                          timeout=120, check=False, env=environment)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return json.loads(done.stdout) if done.stdout.strip().startswith(("{", "[")) else done.stdout
+
+
+def wait_for_job(job_id, until, timeout=300, interval=1.0, **env):
+    """The job as jobs_cli shows it once until(job) holds; fails after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = jobs_cli("show", str(job_id), **env)
+        if until(job):
+            return job
+        assert time.monotonic() < deadline, "job %d stayed %s: %s" % (job_id, job["status"], job.get("reason"))
+        time.sleep(interval)
+
+
+def commit_repository(name, path, files, message):
+    """A git repository at path on a test host with files ({name: text}) in one commit, of
+    fixed dates so that every host gets the same commit id; returns the commit id."""
+    git = ["env", "GIT_AUTHOR_DATE=2026-01-01T00:00:00Z", "GIT_COMMITTER_DATE=2026-01-01T00:00:00Z",
+           "git", "-C", path, "-c", "user.name=ci", "-c", "user.email=ci@example.invalid"]
+    podman_exec(name, "rm", "-rf", path)
+    podman_exec(name, "git", "init", "-q", "-b", "main", path)
+    for file_name, text in files.items():
+        podman_exec(name, "sh", "-c", "cat > %s/%s" % (path, file_name), stdin=text)
+    podman_exec(name, *git, "add", ".")
+    podman_exec(name, *git, "commit", "-q", "-m", message)
+    return podman_exec(name, "git", "-C", path, "rev-parse", "HEAD").stdout.strip()
+
+
+# Playbooks against the scenario's inventory, and their recap.
+
+def ansible_playbook(playbook, extra_vars=None, *args, timeout=1500, result_format=None):
+    """ansible-playbook PLAYBOOK (a path or a collection playbook name) with extra_vars (in a
+    0600 file, not on the command line) and further command line args; returns the
+    CompletedProcess. result_format "json" keeps each message on one line for word checks."""
+    command = ["ansible-playbook", "-i", str(inventory_directory()), str(playbook), *args]
+    # Plain text: molecule forces colour on for its own runs.
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0", PY_COLORS="0")
+    if result_format:
+        env["ANSIBLE_CALLBACK_RESULT_FORMAT"] = result_format
+    vars_file = None
+    if extra_vars is not None:
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+            json.dump(extra_vars, f)
+        vars_file = f.name
+        os.chmod(vars_file, 0o600)
+        command += ["-e", "@" + vars_file]
+    try:
+        return subprocess.run(command, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    finally:
+        if vars_file:
+            os.unlink(vars_file)
+
+
+def run_playbook(playbook, extra_vars=None, *args, **options):
+    """ansible_playbook's (exit status, stdout and stderr)."""
+    done = ansible_playbook(playbook, extra_vars, *args, **options)
+    return done.returncode, done.stdout + done.stderr
+
+
+def platform_playbook(name, extra_vars=None, *args, timeout=1200, result_format="json"):
+    """A playbook of the collection (mlops.platform.NAME) as an operator runs it on the
+    scenario's hosts: (exit status, output), messages one per line (json)."""
+    return run_playbook("mlops.platform." + name, extra_vars, *args, timeout=timeout, result_format=result_format)
+
+
+def recap_changed(output):
+    """The changed= count of every host in the last PLAY RECAP."""
+    return [int(n) for n in re.findall(r"changed=(\d+)", output.split("PLAY RECAP")[-1])]
+
+
+def apply_role(role, target, variables, *extra):
+    """Apply role to target with variables (in a 0600 file, not on the command line), by
+    apply_role.yml; returns the CompletedProcess."""
+    return ansible_playbook(APPLY_ROLE, dict(variables, role_under_test=role), "--limit", target, *extra, timeout=900)
+
+
+def run_module(target, module, args=None):
+    """ansible TARGET -b -m MODULE [-a ARGS as JSON] against the scenario's inventory, its
+    result as JSON (module_result reads one host's); returns the CompletedProcess."""
+    command = ["ansible", "-i", str(inventory_directory()), target, "-b", "-m", module]
+    if args is not None:
+        command += ["-a", json.dumps(args)]
+    return subprocess.run(command, capture_output=True, text=True, timeout=300, check=False,
+                          env=dict(os.environ, ANSIBLE_LOAD_CALLBACK_PLUGINS="1",
+                                   ANSIBLE_STDOUT_CALLBACK="ansible.posix.json"))
+
+
+def module_result(done, target):
+    """target's result in the JSON of a run_module run."""
+    return json.loads(done.stdout)["plays"][0]["tasks"][0]["hosts"][target]
