@@ -6,7 +6,7 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench bench-jobs build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench bench-jobs gpu-check build
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
@@ -60,6 +60,9 @@ bench: ## Throughput and memory against the seed tutorial's plain server, on the
 
 bench-jobs: deps ## Job queue and runner agent: submit-to-RUNNING latency and slot utilization
 	@.venv/bin/python hack/bench_jobs.py
+
+gpu-check: ## On a machine with NVIDIA GPUs: the runner's GPU detection, CUDA smoke test and per-job device isolation
+	@PYTHONPATH=jobs/src python3 hack/gpu_check.py
 
 build: deps ## Build the collection tarball
 	@.venv/bin/ansible-galaxy collection build --force
