@@ -29,9 +29,13 @@ def playbook(name, extra_vars):
 
 
 def runs(service, mode):
-    """runs.py with the python the service runs (its venv link), against the service on loopback."""
-    out = node.check_output("/opt/mlflow/services/%s/bin/python /root/runs.py %s %s",
-                            service, mode, "http://127.0.0.1:%d" % SERVICES[service])
+    """runs.py with the python the service runs (its venv link), against the service on loopback.
+
+    MLflow 3.16.1 hands its clients presigned URLs straight to the S3 endpoint for files of
+    1 MiB and more (multipart download): this client then reaches MinIO itself, at its
+    https port, and must trust MinIO's CA, as every client of such a server must."""
+    out = node.check_output("REQUESTS_CA_BUNDLE=/etc/mlflow/s3-ca.crt /opt/mlflow/services/%s/bin/python "
+                            "/root/runs.py %s %s", service, mode, "http://127.0.0.1:%d" % SERVICES[service])
     return json.loads(out.splitlines()[-1])
 
 
