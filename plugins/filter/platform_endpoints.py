@@ -18,7 +18,7 @@ description:
     reads another role's runtime facts.
   - C(postgresql) (C(host), C(address), C(port) from C(postgresql_port)) is the first C(postgresql) host.
     C(s3) (C(host), C(address), C(port), C(scheme), C(tls), C(url), from C(minio_port) and C(minio_tls_enabled))
-    is the first C(minio) host. C(jobs_api) (C(host), C(address), C(port) from C(mlflow_jobs_api_port)) is the
+    is the first C(minio) host. C(jobs_api) (C(host), C(address), C(port) from C(jobs_api_port)) is the
     first C(mlflow) host. C(gateway) (C(host), C(scheme), C(tls) from C(gateway_tls_enabled), C(public_host))
     is the first C(gateway) host.
   - Addresses follow the host_addresses filter; a service on the asking host is reached on loopback.

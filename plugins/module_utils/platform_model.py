@@ -43,7 +43,7 @@ PUBLISHED_DEFAULTS = {
     "postgresql_port": 5432,
     "minio_port": 9000,
     "minio_tls_enabled": False,
-    "mlflow_jobs_api_port": 5080,
+    "jobs_api_port": 5080,
     "gateway_tls_enabled": True,
     "gateway_public_host": "",
 }
@@ -193,7 +193,7 @@ def platform_endpoints(hostvars, groups, local=None):
         "jobs_api": {
             "host": mlflow_host,
             "address": host_address(hostvars, mlflow_host, local),
-            "port": _port(setting(mlflow_host, "mlflow_jobs_api_port"), "mlflow_jobs_api_port of %s" % mlflow_host),
+            "port": _port(setting(mlflow_host, "jobs_api_port"), "jobs_api_port of %s" % mlflow_host),
         },
         "gateway": {
             "host": gateway_host,

@@ -173,7 +173,7 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
 
 
 def test_the_gateway_follows_the_job_apis_port():
-    """mlflow_jobs_api_port is 5090 in molecule.yml: the API listens there and the gateway,
+    """jobs_api_port is 5090 in molecule.yml: the API listens there and the gateway,
     which reads the port from the inventory (no runtime fact of the mlflow role), sends
     every /api/mlops/jobs request there; the jobs above went that way."""
     platform = host(AIO)

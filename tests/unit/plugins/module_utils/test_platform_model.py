@@ -10,7 +10,7 @@ from ansible_collections.mlops.platform.plugins.module_utils import platform_mod
 REPO = pathlib.Path(__file__).resolve().parents[4]
 HOSTVARS = {
     "gw": {"ansible_facts": {"default_ipv4": {"address": "192.0.2.1"}}},
-    "ml1": {"mlops_address": "10.0.0.11", "mlflow_jobs_api_port": 5090},
+    "ml1": {"mlops_address": "10.0.0.11", "jobs_api_port": 5090},
     "ml2": {"ansible_host": "10.0.0.12"},
     "db": {"postgresql_port": 5433},
     "s3": {"minio_port": 9100, "minio_tls_enabled": True, "mlops_address": "10.0.0.20"},

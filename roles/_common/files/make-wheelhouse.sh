@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs on the controller (mlops.platform.mlflow, tasks/wheelhouse.yml): makes the
-# tar file of wheels a host installs MLflow from without a package index.
+# Runs on the controller (mlops.platform._common, tasks/python_env.yml): makes the
+# tar file of wheels a host installs a Python environment from without a package index.
 #   make-wheelhouse.sh TAR PYTHON PYVER ARCH GIVEN_DIR PACKAGE...
 # GIVEN_DIR non-empty: the wheels are taken from there instead of being downloaded.
 # Works in a scratch directory and renames at the end, so an interrupted run never
