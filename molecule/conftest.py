@@ -1,10 +1,12 @@
 """The fixtures of the scenarios' verify tests, and the order the tests run in.
 
 Order: a test that leaves the hosts in a state that tests after it would notice carries a
-marker of PHASES. The unmarked tests run first, then the marked ones phase by phase, each
-group in the order pytest collected it (file name, then place in the file): renaming a file
-cannot move a test that changes the platform before one that expects the platform as
-converge left it. The unmarked tests only read the platform or put back what they change."""
+marker of PHASES, and so does one that would leave such a state when it fails halfway
+(injects_drift: drift put on the hosts by hand, then converged away). The unmarked tests
+run first, then the marked ones phase by phase, each group in the order pytest collected
+it (file name, then place in the file): renaming a file cannot move a test that changes
+the platform before one that expects the platform as converge left it. The unmarked tests
+only read the platform or put back what they change."""
 
 import json
 import subprocess
@@ -17,6 +19,9 @@ from mlops_testing import client_env, run_tutorial, tracking_env
 
 # (marker, what a test that carries it does), in the order the phases run.
 PHASES = (
+    ("injects_drift", "changes the platform by hand and converges it back (the reconcile playbook); runs after "
+                      "the unmarked tests, which a failure halfway would disturb, and before the phases below, "
+                      "since it ends asserting that the hosts as the tests left them report no change"),
     ("replaces_host", "replaces a host by a new one and restores the platform there from a backup; "
                       "runs after the unmarked tests, which it needs to have logged their runs"),
     ("changes_platform", "leaves the platform changed (a service deleted, another binary, a newer package)"),

@@ -1,7 +1,10 @@
-"""Nightly reconciliation (playbooks/reconcile.yml) on the converged platform: drift
-injected by hand on the platform host and the runner host, a report run that lists
-exactly that drift and changes nothing, an apply run that fixes it, and a clean report
-after it, which is also this scenario's check mode on converged hosts."""
+"""Nightly reconciliation (playbooks/reconcile.yml) on the converged platform and its
+runners, after the jobs of test_runner.py: drift injected by hand on the platform host and
+one runner, a report run that lists exactly that drift and changes nothing, an apply run
+that fixes it, and a clean report after it, which is the site playbook in check mode on
+every host as the scenario's tests left them (zero changed). The drift test carries
+injects_drift (molecule/conftest.py): it runs after the unmarked tests, so the drift cannot
+reach them even when the test fails halfway."""
 
 import json
 import os
@@ -65,6 +68,7 @@ def test_without_the_callback_it_stops_before_any_change(tmp_path):
     assert "PLAY [PostgreSQL" not in output, output[-3000:]
 
 
+@pytest.mark.injects_drift
 def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host, tmp_path):
     conf_before = node.file(GATEWAY_CONF).content_string
     hash_before = password_hash("mlflow_team_b")
@@ -129,7 +133,6 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     rc, clean, output = reconcile(tmp_path / "clean.json", "--check")
     assert rc == 0, output[-5000:]
     assert clean["drift"] == [] and clean["errors"] == [] and not clean["drift_found"], clean
-    # Check mode on the converged hosts: hack/molecule.sh leaves molecule's check step out
-    # for this scenario (see molecule/reconcile/verify-covers-check), this is it.
+    # Check mode on every host after the jobs, the drift and its repair: nothing to change.
     changed = recap_changed(output)
     assert changed and set(changed) == {0}, output[-5000:]
