@@ -40,7 +40,7 @@ stage_integration() {
 # lanes; runner with the reconcile tests and postgresql on 12 alone measured by hand the
 # same way): only for splitting the scenarios between lanes (longest first, each to the
 # lane with the least work so far).
-declare -A molecule_minutes=([all_in_one]=23 [runner]=19 [multi_host]=11 [upgrade]=9
+declare -A molecule_minutes=([all_in_one]=23 [runner]=17 [multi_host]=11 [upgrade]=9
   [minio_single]=7 [minio_distributed]=6 [postgresql]=5)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name

@@ -194,7 +194,11 @@ class CallbackModule(CallbackBase):
 
     def v2_runner_item_on_ok(self, result):
         if result._result.get("changed"):
-            self._add_change(result, result._result.get("_ansible_item_label", result._result.get("item")))
+            # An item of a no_log loop may hold a secret (its label is the item unless the
+            # task gives one): the task's name names the resource instead.
+            hidden = result._result.get("_ansible_no_log") or "censored" in result._result
+            label = None if hidden else result._result.get("_ansible_item_label", result._result.get("item"))
+            self._add_change(result, label)
 
     def v2_runner_on_failed(self, result, ignore_errors=False):
         # The reconcile playbook's own verdict (it fails on drift) is not an error.

@@ -14,8 +14,8 @@ import pytest
 from minio.credentials import StaticProvider
 from minio.minioadmin import MinioAdmin
 
-from mlops_testing import (address, as_postgres, gateway_get, group_hosts, host, inventory_directory, minio_root,
-                           minio_root_client, mlflow_health, platform_host, recap_changed, service_running)
+from mlops_testing import (CREDENTIALS, address, as_postgres, gateway_get, group_hosts, host, inventory_directory,
+                           minio_root, minio_root_client, mlflow_health, platform_host, recap_changed, service_running)
 
 HOST = platform_host()
 RUNNER = group_hosts("runners")[0]
@@ -93,7 +93,7 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
         (HOST, "mlops.platform.minio_user", "minio_user (Create the MinIO user: team-a)"),
         (HOST, "mlops.platform.tracking_service", "tracking_service team-b"),
         (HOST, "ansible.builtin.template", "template " + GATEWAY_CONF),
-        (HOST, "community.postgresql.postgresql_user", "postgresql_user (Create the database login role: team-b)"),
+        (HOST, "community.postgresql.postgresql_user", "postgresql_user (Create the login roles of the database: mlflow_team_b)"),
         (RUNNER, "ansible.builtin.systemd_service", "systemd_service mlops-runner.service"),
     ]), json.dumps(report["drift"], indent=1)[:6000]
     by_action = {entry["action"]: entry for entry in report["drift"]}
@@ -129,6 +129,9 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
                       "'http://127.0.0.1:5002/api/2.0/mlflow/experiments/search?max_results=1', timeout=30).status)\"")
     assert search.stdout.strip() == "200", search.stderr
     assert gateway_get(8443, "/health").status_code == 200
+    # The password the apply set again (a no_log loop item) is in neither report nor output.
+    password = (CREDENTIALS / "tracking-services" / "team-b" / "database.password").read_text().strip()
+    assert password not in (tmp_path / "applied.json").read_text() + (tmp_path / "drift.json").read_text() + output
 
     rc, clean, output = reconcile(tmp_path / "clean.json", "--check")
     assert rc == 0, output[-5000:]
