@@ -12,6 +12,8 @@ name: platform_endpoints
 author: mlops.platform maintainers (@mlops-platform)
 short_description: How each service of the platform is reached, from the inventory alone
 version_added: 0.2.0
+extends_documentation_fragment:
+  - mlops.platform.platform_inventory
 description:
   - Each role that offers a service publishes here how the others reach it, computed from group membership and the
     inventory variables of the providing host (the role's default when the inventory does not set it). No role
@@ -27,13 +29,6 @@ options:
     description: C(hostvars).
     type: dict
     required: true
-  groups:
-    description: C(groups).
-    type: dict
-    required: true
-  local:
-    description: The host asking, usually C(inventory_hostname).
-    type: str
 """
 
 EXAMPLES = r"""

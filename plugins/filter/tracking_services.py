@@ -12,6 +12,8 @@ name: tracking_services
 author: mlops.platform maintainers (@mlops-platform)
 short_description: One checked, secret-free record per tracking service
 version_added: 0.2.0
+extends_documentation_fragment:
+  - mlops.platform.platform_inventory
 description:
   - Turns C(mlops_tracking_services) (or a role's copy of it) and the inventory into one record per service, checked
     against every rule once. Every role and playbook of the collection reads a service from here, so the name rule,
@@ -37,13 +39,6 @@ options:
     description: C(hostvars).
     type: dict
     required: true
-  groups:
-    description: C(groups).
-    type: dict
-    required: true
-  local:
-    description: The host asking, usually C(inventory_hostname); services on it are reached on loopback.
-    type: str
   credentials_dir:
     description: The controller directory of generated secrets (C(mlops_credentials_dir)).
     type: str
