@@ -36,12 +36,10 @@ stage_integration() {
   # The object storage modules against a real MinIO the tests start on loopback.
   activate && cd "$repo_root" && python -m pytest -q tests/integration
 }
-# Scenario minutes, create to destroy, as measured beside another scenario (CI's two
-# lanes; runner with the reconcile tests and postgresql on 12 alone measured by hand the
-# same way): only for splitting the scenarios between lanes (longest first, each to the
-# lane with the least work so far).
-declare -A molecule_minutes=([all_in_one]=23 [runner]=17 [multi_host]=11 [upgrade]=9
-  [minio_single]=7 [minio_distributed]=6 [postgresql]=5)
+# Scenario seconds, create to destroy, as measured beside another scenario (CI's two
+# lanes): only for splitting the scenarios between lanes.
+declare -A molecule_seconds=([all_in_one]=1320 [runner]=1080 [multi_host]=680 [upgrade]=545
+  [minio_single]=390 [minio_distributed]=330 [postgresql]=210)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
@@ -69,14 +67,36 @@ stage_molecule() {
   # Each lane stops at its first failure; the stage fails when any lane did.
   local lanes=${MOLECULE_LANES:-2} i best
   [ "$lanes" -ge 1 ] || die "MOLECULE_LANES must be 1 or more, not $lanes"
-  local -a lane_work lane_list
+  local -a lane_work lane_list sorted=() seconds=()
   for ((i = 0; i < lanes; i++)); do lane_work[i]=0; lane_list[i]=""; done
-  while read -r _ s; do
-    best=0
-    for ((i = 1; i < lanes; i++)); do [ "${lane_work[i]}" -lt "${lane_work[best]}" ] && best=$i; done
-    lane_work[best]=$((lane_work[best] + ${molecule_minutes[$s]:-10}))
-    lane_list[best]+="${lane_list[best]:+ }$s"
-  done < <(for s in "${scenarios[@]}"; do echo "${molecule_minutes[$s]:-10} $s"; done | sort -rn)
+  while read -r t s; do sorted+=("$s"); seconds+=("$t"); done \
+    < <(for s in "${scenarios[@]}"; do echo "${molecule_seconds[$s]:-600} $s"; done | sort -rn)
+  local n=${#sorted[@]}
+  if [ "$lanes" -eq 2 ] && [ "$n" -le 16 ]; then
+    # Two lanes: of every split, the one whose longer lane is shortest (2^n splits, a
+    # few hundred here); the longest scenario always goes to lane 1.
+    local mask j a b longer best_mask=0 best_longer=-1
+    for ((mask = 0; mask < (1 << n); mask += 2)); do
+      a=0 b=0
+      for ((j = 0; j < n; j++)); do
+        if (((mask >> j) & 1)); then b=$((b + seconds[j])); else a=$((a + seconds[j])); fi
+      done
+      longer=$((a > b ? a : b))
+      if [ "$best_longer" -lt 0 ] || [ "$longer" -lt "$best_longer" ]; then best_longer=$longer best_mask=$mask; fi
+    done
+    for ((j = 0; j < n; j++)); do
+      i=$(((best_mask >> j) & 1))
+      lane_list[i]+="${lane_list[i]:+ }${sorted[j]}"
+    done
+  else
+    # Otherwise longest first, each to the lane with the least work so far.
+    for ((j = 0; j < n; j++)); do
+      best=0
+      for ((i = 1; i < lanes; i++)); do [ "${lane_work[i]}" -lt "${lane_work[best]}" ] && best=$i; done
+      lane_work[best]=$((lane_work[best] + seconds[j]))
+      lane_list[best]+="${lane_list[best]:+ }${sorted[j]}"
+    done
+  fi
   local -a pids=()
   for ((i = 0; i < lanes; i++)); do
     [ -n "${lane_list[i]}" ] || continue
