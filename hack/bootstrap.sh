@@ -59,18 +59,39 @@ CONF
   log "podman configured ($conf)"
 }
 
+# The pinned virtual environment lives in the controller's cache, one per requirements
+# and Python, and .venv links to it: a new checkout of the same requirements (CI's
+# fresh clone) finds it made. A .venv directory of an older checkout is kept and
+# updated in place. Made under a lock, at its final path (pip writes that path into
+# the scripts it installs), and trusted only once its stamp is written.
 install_venv() {
-  local stamp="$venv/.requirements.sha256"
   local want
-  want=$(cat "$repo_root/requirements.txt" "$repo_root/requirements-test.txt" | sha256sum | cut -d' ' -f1)
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    log "virtual environment up to date ($venv)"
+  want=$( (cat "$repo_root/requirements.txt" "$repo_root/requirements-test.txt"
+           python3 -c 'import sys; print(sys.executable, sys.version)') | sha256sum | cut -c1-16)
+  if [ -d "$venv" ] && [ ! -L "$venv" ]; then
+    fill_venv "$venv" "$want"
     return
   fi
-  log "creating virtual environment $venv (pinned packages, a few minutes the first time)"
-  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-  "$venv/bin/python" -m pip install -q --upgrade pip
-  "$venv/bin/python" -m pip install -q -r "$repo_root/requirements-test.txt"
+  local shared="$cache_dir/venvs/$want"
+  mkdir -p "$cache_dir/venvs"
+  (
+    flock 9
+    fill_venv "$shared" "$want"
+  ) 9>"$shared.lock"
+  ln -sfn "$shared" "$venv"
+}
+
+fill_venv() { # directory, requirements hash: create or update the environment there
+  local dir=$1 want=$2 stamp="$1/.requirements.sha256"
+  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+    log "virtual environment up to date ($dir)"
+    return
+  fi
+  log "creating virtual environment $dir (pinned packages, a few minutes the first time)"
+  rm -f "$stamp"
+  [ -x "$dir/bin/python" ] || python3 -m venv "$dir"
+  "$dir/bin/python" -m pip install -q --upgrade pip
+  "$dir/bin/python" -m pip install -q -r "$repo_root/requirements-test.txt"
   printf '%s\n' "$want" >"$stamp"
 }
 
