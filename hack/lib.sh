@@ -7,6 +7,7 @@ export repo_root
 . "$repo_root/hack/versions.env"
 
 venv="$repo_root/.venv"
+# The same place as the lookup mlops.platform.controller_cache.
 # shellcheck disable=SC2034 # used by the scripts that source this file
 cache_dir=${MLOPS_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/mlops-platform}
 
