@@ -21,6 +21,9 @@ def test_every_node_is_healthy_and_sees_the_cluster(name):
         assert health(name, path) == 200, (name, path)
     volumes = host(name).file("/etc/default/minio").content_string
     assert volumes.count("http://minio") == 8
+    # minio_console_enabled with minio_console_port 9101 (converge.yml).
+    assert "--console-address :9101" in volumes and "MINIO_BROWSER" not in volumes
+    assert host(name).socket("tcp://9101").is_listening
 
 
 def test_object_written_through_one_node_is_read_through_another():

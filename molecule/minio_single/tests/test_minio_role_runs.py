@@ -95,6 +95,8 @@ def test_bad_input_fails_before_any_change():
         "host not among nodes": (dict(minio_nodes=["other1", "other2"]), "minio_nodes"),
         "short root password": (dict(minio_root_password="short"), "minio_root_password"),
         "secret in environment": (dict(minio_environment={"MINIO_ROOT_PASSWORD": "x" * 12}), "minio_environment"),
+        "console through environment": (dict(minio_environment={"MINIO_BROWSER": "on"}), "minio_console_enabled"),
+        "console on the API port": (dict(minio_console_enabled=True, minio_console_port=9000), "minio_console_port"),
     }
     before = node.check_output("stat -c %Y /etc/default/minio /etc/minio/root.env /usr/local/bin/minio")
     for name, (overrides, message) in cases.items():

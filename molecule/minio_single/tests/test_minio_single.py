@@ -59,3 +59,13 @@ def test_object_round_trip_from_the_controller():
     # Two drives, erasure coded: the object's parts are on both.
     assert node.run("ls /srv/minio/disk1/verify-single/hello.txt").rc == 0
     assert node.run("ls /srv/minio/disk2/verify-single/hello.txt").rc == 0
+
+
+def test_the_console_is_off_unless_enabled():
+    # minio_console_enabled defaults to false: MinIO is told so and nothing listens on
+    # minio_console_port; the API port is served.
+    assert "MINIO_BROWSER=off" in node.file("/etc/default/minio").content_string
+    assert "--console-address" not in node.file("/etc/default/minio").content_string
+    assert node.socket("tcp://9000").is_listening
+    listening = node.check_output("ss -Hltn")
+    assert ":9001 " not in listening, listening
