@@ -110,7 +110,9 @@ def serve(podman_cmd, container, path):
         fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         return 0  # another multiplexer serves this container
-    agent = subprocess.Popen(podman_cmd + ["exec", "-i", container, "python3", "-u", "-c", AGENT],
+    # One line in the container's process table (`podman top`, `ps`), not the code's lines.
+    bootstrap = "import base64; exec(base64.b64decode('%s'))" % base64.b64encode(AGENT.encode()).decode()
+    agent = subprocess.Popen(podman_cmd + ["exec", "-i", container, "python3", "-u", "-c", bootstrap],
                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
     if agent.stdout.readline() != b"ready\n":
         agent.kill()
@@ -122,12 +124,13 @@ def serve(podman_cmd, container, path):
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     server.listen(64)
+    bound = os.stat(path).st_ino  # the socket file is ours to remove only while it is this one
     state = {"next": 0, "pending": {}, "last": time.monotonic()}
     state_lock, write_lock = threading.Lock(), threading.Lock()
 
     def stop():
         try:
-            if os.stat(path).st_ino == os.fstat(server.fileno()).st_ino:
+            if os.stat(path).st_ino == bound:
                 os.unlink(path)
         except OSError:
             pass
@@ -141,12 +144,15 @@ def serve(podman_cmd, container, path):
             if slot:
                 slot["response"] = line
                 slot["done"].set()
-        # The agent is gone (the container stopped or was removed): every waiting
-        # client gets an empty answer, which it reports as a lost connection.
+        # The agent is gone (the container stopped or was removed): the next client
+        # starts a new multiplexer, and every waiting one gets an empty answer, which it
+        # reports as a lost connection.
         try:
-            os.unlink(path)
+            if os.stat(path).st_ino == bound:
+                os.unlink(path)
         except OSError:
             pass
+        os.close(lock_fd)
         with state_lock:
             for slot in state["pending"].values():
                 slot["done"].set()
@@ -208,6 +214,8 @@ def connect(podman_cmd, container):
                                        stderr=subprocess.DEVNULL, start_new_session=True, close_fds=True)
         elif started.poll() == AGENT_FAILED or time.monotonic() > deadline:
             return None
+        elif started.poll() is not None:
+            started = None  # a multiplexer on its way out held the lock: start another
         time.sleep(0.05)
 
 

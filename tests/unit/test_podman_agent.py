@@ -80,14 +80,32 @@ def test_an_agent_that_cannot_start_gives_none_and_a_lost_one_an_empty_answer(pl
     killer.start()
     assert plugin.run(client, ["sleep", "5"], None) is None
     killer.join()
+    while multiplexer_pids("host-c"):
+        time.sleep(0.05)
     # The next command starts a new multiplexer and agent.
     assert plugin.run(plugin.connect(fake_podman, "host-c"), ["echo", "again"], None) == (0, b"again\n", b"")
+
+
+def test_when_only_the_agent_ends_the_next_command_gets_a_new_one_at_once(plugin, fake_podman):
+    # The container going away ends the agent; its multiplexer lingers a second to
+    # answer the clients it holds, and must not stand in the way of the next one.
+    client = plugin.connect(fake_podman, "host-e")
+    (multiplexer,) = multiplexer_pids("host-e")
+    (agent,) = subprocess.run(["pgrep", "-P", str(multiplexer)], capture_output=True, text=True,
+                              check=True).stdout.split()
+    killer = threading.Timer(0.5, lambda: os.kill(int(agent), 9))
+    killer.start()
+    assert plugin.run(client, ["sleep", "5"], None) is None
+    killer.join()
+    started = time.monotonic()
+    assert plugin.run(plugin.connect(fake_podman, "host-e"), ["echo", "new"], None) == (0, b"new\n", b"")
+    assert time.monotonic() - started < 5
 
 
 @pytest.fixture(autouse=True)
 def no_leftover_multiplexers():
     yield
-    for container in ("host-a", "host-b", "host-c"):
+    for container in ("host-a", "host-b", "host-c", "host-e"):
         for pid in multiplexer_pids(container):
             os.kill(pid, 9)
 
