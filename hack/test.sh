@@ -38,8 +38,8 @@ stage_integration() {
 }
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes): only for splitting the scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=1320 [runner]=1000 [multi_host]=700 [upgrade]=545
-  [minio_single]=410 [minio_distributed]=330 [postgresql]=230)
+declare -A molecule_seconds=([all_in_one]=1050 [runner]=820 [multi_host]=580 [upgrade]=520
+  [minio_single]=340 [minio_distributed]=300 [postgresql]=190)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
