@@ -3,6 +3,8 @@ auth, from this machine (the controller) and from the host itself. The tutorial'
 and the 2 GB artifact are fixtures (molecule/conftest.py), which test_backup_restore.py
 also asks for: its backup holds them."""
 
+import re
+
 import pytest
 from minio.error import S3Error
 
@@ -20,6 +22,24 @@ def test_every_service_runs_under_systemd_on_loopback():
         assert node.socket("tcp://127.0.0.1:%d" % port).is_listening
         assert not node.socket("tcp://0.0.0.0:%d" % port).is_listening
         assert "mlflow" in node.check_output("ps -o user= -p $(systemctl show -p MainPID --value mlflow@%s)" % name)
+
+
+def test_minio_scores_ok_in_systemd_analyze_security():
+    # systemd's own exposure figure, 0 (locked down) to 10 (exposed); 4.0 and below is
+    # "OK". The unit scores 1.4; the bound leaves room for systemd's weights to move.
+    report = node.check_output("systemd-analyze security --no-pager minio.service")
+    exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
+    assert exposure <= 2.0, report[-3000:]
+
+
+def test_minio_writes_its_drive_and_nothing_else():
+    # ProtectSystem=strict with the drive the only writable path, as the kernel applies it
+    # to the running server (this host, like a real one, lets systemd build namespaces).
+    pid = node.check_output("systemctl show -p MainPID --value minio")
+    mounts = [line.split() for line in node.check_output("cat /proc/%s/mountinfo", pid).splitlines()]
+    options = {fields[4]: fields[5].split(",") for fields in mounts}
+    assert "ro" in options["/"] and "ro" in options["/home"], options
+    assert "rw" in options["/var/lib/minio/data"], options
 
 
 def test_no_job_execution_consumers_and_no_secret_on_a_command_line():
