@@ -22,8 +22,9 @@ description:
   - A record has C(name), C(state), C(present) (state is not absent), C(database) (also its login role),
     C(bucket) (also its MinIO user and policy), C(unit), C(secrets_dir), C(database_password_file),
     C(s3_secret_key_file), C(users_dir) (on the controller), C(mlflow_port), C(gateway_port), C(server_name),
-    C(public_host), C(public_url), C(allowed_hosts), C(cors_origins), C(allow), C(upstreams) (host:port of each
-    MLflow host as the asking host reaches it), C(users) and C(generated_users) (names only), C(runner_users),
+    C(public_host), C(public_url), C(allowed_hosts), C(cors_origins), C(allow), C(features) and
+    C(refused_routes) (the MLflow features the entry turns on; the routes of the others), C(upstreams) (host:port
+    of each MLflow host as the asking host reaches it), C(users) and C(generated_users) (names only), C(runner_users),
     and the per-service MLflow settings the entry gives (C(workers), C(environment), ...).
   - The public host is the entry's C(server_name), else the first gateway host's C(gateway_public_host) or
     C(mlops_public_host) from the inventory, else that host's default IPv4 address, else its platform address.

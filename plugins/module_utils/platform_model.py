@@ -51,8 +51,20 @@ PUBLISHED_DEFAULTS = {
 ENTRY_KEYS = (
     "name", "state", "mlflow_port", "gateway_port", "server_name", "bucket", "users", "allow", "upstreams",
     "cors_origins", "workers", "environment", "database_pool_size", "database_max_overflow",
-    "enable_job_execution", "noncurrent_version_days",
+    "enable_job_execution", "noncurrent_version_days", "features",
 )
+# MLflow features the platform does not operate, and the routes (nginx regular
+# expressions over the URI) of each, which the gateway refuses unless an entry's
+# `features` lists the feature. Each lets a user make the server act beyond tracking:
+# webhooks make it send requests to any URL (request forgery), the AI gateway keeps
+# provider secrets and forwards prompts to them, scorer invocation runs judges from the
+# server. tests/unit/plugins/module_utils/test_platform_model.py checks them against
+# the routes of the MLflow version the roles install.
+OPTIONAL_FEATURES = {
+    "webhooks": [r"^/(ajax-)?api/2\.0/mlflow/webhooks(/|$)"],
+    "ai_gateway": [r"^/(ajax-)?api/3\.0/mlflow/gateway/", r"^/ajax-api/2\.0/mlflow/gateway-proxy$", r"^/gateway/"],
+    "scorer_invocation": [r"^/(ajax-)?api/3\.0/mlflow/scorer/invoke$"],
+}
 # Per-service MLflow settings copied into a record when the entry gives them.
 SERVER_SETTINGS = ("workers", "environment", "database_pool_size", "database_max_overflow",
                    "enable_job_execution", "noncurrent_version_days")
@@ -267,6 +279,10 @@ def _check_entry(entry, variable):
     workers = entry.get("workers")
     if workers is not None and not re.match(r"^[1-9][0-9]?$", str(workers)):
         raise _problem(variable, name, "workers must be 1 to 99", workers)
+    for feature in _list(entry, "features", variable, name):
+        if feature not in OPTIONAL_FEATURES:
+            raise _problem(variable, name, "features must list some of %s (MLflow features the gateway refuses "
+                           "unless listed)" % ", ".join(sorted(OPTIONAL_FEATURES)), feature)
     if entry.get("environment") is not None and not isinstance(entry.get("environment"), dict):
         raise _problem(variable, name, "environment must be a mapping of MLFLOW_* settings", entry["environment"])
     _check_users(entry, variable, name)
@@ -372,6 +388,11 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
                               + ["127.0.0.1:%d" % gateway_port, "localhost:%d" % gateway_port]),
             "cors_origins": [public_url] + _list(entry, "cors_origins", variable, name),
             "allow": _list(entry, "allow", variable, name),
+            "features": _list(entry, "features", variable, name),
+            # The gateway answers 403 to these routes (OPTIONAL_FEATURES not listed).
+            "refused_routes": [route for feature in sorted(OPTIONAL_FEATURES)
+                               if feature not in _list(entry, "features", variable, name)
+                               for route in OPTIONAL_FEATURES[feature]],
             "upstreams": upstreams,
             "users": [u["user_name"] for u in users],
             "generated_users": [u["user_name"] for u in users if u.get("pass") in (None, "")],

@@ -127,16 +127,45 @@ def test_tenant_database_user_cannot_connect_to_the_other_database():
     assert denied.rc != 0 and "permission denied" in denied.stderr
 
 
+def from_the_host(port, path, auth):
+    """(status, body) of a GET through the gateway from the host itself (127.0.0.1); the
+    image has no curl."""
+    out = node.check_output(
+        "python3 -c \"import base64,ssl,urllib.request as u,urllib.error as e\n"
+        "r=u.Request('https://127.0.0.1:%d%s',headers={'Authorization':'Basic '+base64.b64encode(b'%s:%s').decode()})\n"
+        "try: a=u.urlopen(r,context=ssl._create_unverified_context())\n"
+        "except e.HTTPError as x: a=x\n"
+        "print(a.status if hasattr(a,'status') else a.code, a.read().decode())\"" % (port, path, auth[0], auth[1]))
+    status, _, body = out.partition(" ")
+    return int(status), body
+
+
 def test_address_outside_the_allow_list_gets_403_and_inside_it_is_served():
     bob = ("bob", user_password("team-b", "bob"))
     assert gateway_get(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 403
-    # From the host itself (127.0.0.1 is on the list); the image has no curl.
-    code = node.check_output(
-        "python3 -c \"import base64,ssl,urllib.request as u;"
-        "r=u.Request('https://127.0.0.1:8444/api/2.0/mlflow/experiments/search?max_results=1',"
-        "headers={'Authorization':'Basic '+base64.b64encode(b'bob:%s').decode()});"
-        "print(u.urlopen(r,context=ssl._create_unverified_context()).status)\"" % bob[1])
-    assert code == "200", code
+    # From the host itself (127.0.0.1 is on the list).
+    assert from_the_host(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob)[0] == 200
+
+
+@pytest.mark.parametrize("path", ["/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks/1/test",
+                                  "/api/3.0/mlflow/gateway/secrets/list", "/ajax-api/2.0/mlflow/gateway-proxy",
+                                  "/gateway/chat/mlflow/invocations", "/ajax-api/3.0/mlflow/scorer/invoke"])
+def test_mlflow_features_the_platform_does_not_operate_are_refused(path):
+    # Webhooks, the AI gateway and scorer invocation (OPTIONAL_FEATURES of the model):
+    # refused at the gateway, after authentication, for a service whose entry lists none.
+    assert gateway_get(8443, path).status_code == 401
+    answer = gateway_get(8443, path, ("alice", user_password("team-a", "alice")))
+    assert answer.status_code == 403 and answer.json()["error_code"] == "PERMISSION_DENIED", answer.text
+    assert "off on this platform" in answer.json()["message"]
+
+
+def test_a_feature_the_entry_lists_is_served():
+    # team-b's entry lists webhooks (molecule.yml); the AI gateway stays refused.
+    bob = ("bob", user_password("team-b", "bob"))
+    status, body = from_the_host(8444, "/api/2.0/mlflow/webhooks", bob)
+    assert status == 200 and "off on this platform" not in body, body
+    status, body = from_the_host(8444, "/api/3.0/mlflow/gateway/secrets/list", bob)
+    assert status == 403 and "off on this platform" in body, body
 
 
 def test_tracking_service_info_lists_both_services():

@@ -1,6 +1,7 @@
 """The platform's one model: records of tracking services and the endpoints of its services."""
 
 import pathlib
+import re
 
 import pytest
 import yaml
@@ -97,6 +98,8 @@ def test_endpoints_follow_the_providing_hosts_inventory():
     ({"users": [{"user_name": "a:b"}]}, ["user_name", '"a:b"']),
     ({"users": [{"user_name": "a"}, {"user_name": "a"}]}, ["unique user names"]),
     ({"gatway_port": 1}, ["unknown keys", "gatway_port"]),
+    ({"features": ["webhook"]}, ["features must list some of", "ai_gateway", '"webhook"']),
+    ({"features": "webhooks"}, ["features must be a list"]),
 ], ids=lambda value: str(value)[:30])
 def test_every_rule_names_the_variable_the_entry_and_the_rule(change, words):
     entry = dict(ENTRIES[0], **change)
@@ -146,3 +149,46 @@ def test_the_name_rule_is_written_once_in_the_code():
             for path in (REPO / folder).rglob("*") if path.is_file() and path.suffix in (".py", ".yml", ".j2")
             and pattern in path.read_text().replace("\\", "")]
     assert hits == ["plugins/module_utils/platform_model.py"]
+
+
+def mlflow_routes():
+    """Every route of the MLflow server the roles install, as nginx sees the URI."""
+    import mlflow
+    defaults = yaml.safe_load((REPO / "roles/mlflow/defaults/main.yml").read_text())
+    assert mlflow.__version__ == defaults["mlflow_version"], "the controller's MLflow is not the roles' version"
+    from mlflow.server import app
+    from mlflow.server.fastapi_app import create_fastapi_app
+
+    flask = [rule.rule for rule in app.url_map.iter_rules()]
+    # The routers FastAPI serves before the Flask app (each route's path has its prefix).
+    included = [getattr(route, "original_router", None) for route in create_fastapi_app(app).routes]
+    fastapi = [route.path for router in included if router for route in router.routes]
+    assert fastapi, "found none of MLflow's FastAPI routes"
+    return sorted(set(re.sub(r"<[^>]+>|{[^}]+}", "X", path) for path in flask + fastapi))
+
+
+def test_the_refused_routes_are_the_optional_features_and_nothing_else():
+    routes = mlflow_routes()
+    refused = {feature: [r for r in routes if any(re.search(p, r) for p in patterns)]
+               for feature, patterns in model.OPTIONAL_FEATURES.items()}
+    # Each feature's routes, as MLflow names them.
+    assert refused["webhooks"] and all("/mlflow/webhooks" in r for r in refused["webhooks"])
+    assert "/api/2.0/mlflow/webhooks/X/test" in refused["webhooks"]
+    assert all("/mlflow/gateway" in r or r.startswith("/gateway/") for r in refused["ai_gateway"])
+    assert {"/api/3.0/mlflow/gateway/secrets/create",
+            "/ajax-api/2.0/mlflow/gateway-proxy"} <= set(refused["ai_gateway"])
+    assert any(r.startswith("/gateway/") for r in refused["ai_gateway"])
+    assert refused["scorer_invocation"] == ["/ajax-api/3.0/mlflow/scorer/invoke"]
+    # Tracking, the registry, artifacts, traces and the UI stay served.
+    for kept in ("/api/2.0/mlflow/runs/create", "/api/2.0/mlflow/experiments/search",
+                 "/api/2.0/mlflow/registered-models/create", "/api/2.0/mlflow-artifacts/artifacts/X",
+                 "/api/3.0/mlflow/server-info", "/ajax-api/3.0/mlflow/scorers/list", "/"):
+        assert kept in routes and not any(kept in found for found in refused.values()), kept
+
+
+def test_a_service_refuses_the_features_its_entry_does_not_list():
+    default, webhooks = records([ENTRIES[0], dict(ENTRIES[1], features=["webhooks"])])
+    assert default["features"] == [] and len(default["refused_routes"]) == 5
+    assert webhooks["features"] == ["webhooks"]
+    assert model.OPTIONAL_FEATURES["webhooks"][0] not in webhooks["refused_routes"]
+    assert model.OPTIONAL_FEATURES["ai_gateway"][0] in webhooks["refused_routes"]
