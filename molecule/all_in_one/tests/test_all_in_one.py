@@ -24,12 +24,13 @@ def test_every_service_runs_under_systemd_on_loopback():
         assert "mlflow" in node.check_output("ps -o user= -p $(systemctl show -p MainPID --value mlflow@%s)" % name)
 
 
-def test_minio_scores_ok_in_systemd_analyze_security():
+@pytest.mark.parametrize("unit", ["minio.service", "mlflow@team-a.service", "mlops-jobs-api.service"])
+def test_the_platforms_own_units_score_ok_in_systemd_analyze_security(unit):
     # systemd's own exposure figure, 0 (locked down) to 10 (exposed); 4.0 and below is
-    # "OK". The unit scores 1.4; the bound leaves room for systemd's weights to move.
-    report = node.check_output("systemd-analyze security --no-pager minio.service")
+    # "OK". These score 1.4 to 1.7 (nginx, PostgreSQL and the runner agent: not yet).
+    report = node.check_output("systemd-analyze security --no-pager %s", unit)
     exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
-    assert exposure <= 2.0, report[-3000:]
+    assert exposure <= 4.0, report[-3000:]
 
 
 def test_minio_writes_its_drive_and_nothing_else():
