@@ -38,8 +38,8 @@ stage_integration() {
 }
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes): only for splitting the scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=1050 [runner]=820 [multi_host]=580 [upgrade]=520
-  [minio_single]=340 [minio_distributed]=300 [postgresql]=190)
+declare -A molecule_seconds=([all_in_one]=1175 [runner]=855 [multi_host]=615 [upgrade]=520
+  [minio_single]=325 [minio_distributed]=300 [postgresql]=175)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
