@@ -137,7 +137,7 @@ def from_the_host(port, path, auth):
         "try: a=u.urlopen(r,context=ssl._create_unverified_context())\n"
         "except e.HTTPError as x: a=x\n"
         "print(a.status if hasattr(a,'status') else a.code, a.read().decode())\"" % (port, path, auth[0], auth[1]))
-    status, _, body = out.partition(" ")
+    status, body = out.split(" ", 1)
     return int(status), body
 
 
