@@ -12,8 +12,8 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import (EPHEMERAL, address, commit_repository, gateway_get, host, jobs_cli, minio_client,
-                           platform_host, run_playbook, service_keys, user_password, wait_for, wait_for_job)
+from mlops_testing import (EPHEMERAL, address, commit_repository, connects, gateway_get, host, jobs_cli,
+                           minio_client, platform_host, run_playbook, service_keys, user_password, wait_for, wait_for_job)
 
 GATEWAY = platform_host()
 MLFLOW_HOSTS = ("mh-mlflow1", "mh-mlflow2")
@@ -44,6 +44,22 @@ def test_mlflow_listens_on_the_network_and_the_upstream_names_both_hosts():
     for name in MLFLOW_HOSTS:
         assert "server %s:5001 max_fails=0;" % name in config, config
     assert "127.0.0.1:5001" not in config
+
+
+def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
+    # mlflow@'s IPAddressAllow: the gateway, the database host and the S3 endpoint; the
+    # runner host (a job's host) gets no answer from MLflow's port, and MLflow none
+    # from the runner host's.
+    for name in MLFLOW_HOSTS:
+        assert connects(host(GATEWAY), address(name), 5001), name
+        assert not connects(host(RUNNER), address(name), 5001), name
+    # From inside MLflow's unit: its database and S3 endpoint (the first MinIO node)
+    # answer; the second MinIO node, which answers the host itself, does not.
+    mlflow = host(MLFLOW_HOSTS[0])
+    assert connects(mlflow, address("mh-db"), 5432, unit="mlflow@team-a")
+    assert connects(mlflow, address(MINIO_HOSTS[0]), 9000, unit="mlflow@team-a")
+    assert connects(mlflow, address(MINIO_HOSTS[1]), 9000)
+    assert not connects(mlflow, address(MINIO_HOSTS[1]), 9000, unit="mlflow@team-a")
 
 
 def test_minio_runs_as_one_cluster_over_both_nodes():
