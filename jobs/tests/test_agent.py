@@ -20,7 +20,7 @@ from test_api import serve
 from test_cli import behind_gateway
 
 from mlops_jobs import cli
-from mlops_jobs.agent import Agent
+from mlops_jobs.agent import Agent, drop_links
 from mlops_jobs.api import create_app
 from mlops_jobs.executors import LocalExecutor, PodmanExecutor
 from mlops_jobs.queue import Queue
@@ -345,3 +345,14 @@ def test_check_names_what_refuses_the_runners_credentials(database, mlflow_uri):
     assert found["team-a"] == "ok"
     assert [p.split(":")[0] for p in problems] == ["the job queue's database", "tracking service team-b at http"]
     assert "nonexistent_queue" in found["database"]
+
+
+def test_links_and_special_files_leave_the_outputs_before_upload(tmp_path):
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "kept.txt").write_text("kept")
+    (tmp_path / "to-config").symlink_to("/etc/hostname")
+    (tmp_path / "sub" / "to-dir").symlink_to("/etc")
+    os.mkfifo(tmp_path / "fifo")
+    drop_links(str(tmp_path))
+    left = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
+    assert left == ["sub", "sub/kept.txt"]

@@ -98,3 +98,33 @@ def test_a_submission_is_a_queued_job_a_runner_can_claim(database, api_url):
     assert runner.claim("gpu-1")["id"] == job["id"]
     assert call("GET", "%s/%d" % (api_url, job["id"])).json()["status"] == "CLAIMED"
     runner.close()
+
+
+def test_a_jobs_credential_is_accepted_only_while_its_runner_holds_it(database, api_url):
+    base = api_url.rsplit("/api/", 1)[0] + "/internal/job-credential"
+    job = call("POST", api_url, json=SPEC).json()
+    runner = Queue(database["runner"])
+    runner.register("cpu-1", [], cpus=4, memory_mb=4096)
+    assert runner.claim("cpu-1")["id"] == job["id"]
+    user = "job-%d" % job["id"]
+
+    def check(service, name, secret):
+        answer = requests.get(base, headers={"X-Mlops-Service": service}, auth=(name, secret), timeout=10)
+        return answer.status_code, answer.headers.get("WWW-Authenticate")
+
+    assert check("team-a", user, "the-secret") == (401, 'Basic realm="team-a"')  # none recorded yet
+    assert runner.set_credential(job["id"], "cpu-1", "the-secret")
+    assert check("team-a", user, "the-secret")[0] == 204
+    assert runner.start(job["id"], "cpu-1", "run-1")
+    for service, name, secret in (("team-a", user, "wrong"), ("team-b", user, "the-secret"),
+                                  ("team-a", "job-%d" % (job["id"] + 1), "the-secret"), ("team-a", "alice", "x")):
+        assert check(service, name, secret)[0] == 401, (service, name, secret)
+    # The digest never leaves the queue.
+    assert "credential_sha256" not in call("GET", "%s/%d" % (api_url, job["id"])).json()
+    assert runner.finish(job["id"], "cpu-1", "SUCCEEDED", 0)
+    # The API remembers an answer for a few seconds at most.
+    deadline = time.monotonic() + 10
+    while check("team-a", user, "the-secret")[0] != 401:
+        assert time.monotonic() < deadline, "the credential still worked 10 s after the job ended"
+        time.sleep(0.5)
+    runner.close()

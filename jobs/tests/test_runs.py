@@ -2,6 +2,7 @@
 
 import pytest
 
+from mlops_jobs.executors import CheckoutExecutor, ProcessExecutor
 from mlops_jobs.queue import FINAL
 from mlops_jobs.runs import RUN_STATUS, job_environment, outcome, run_end
 
@@ -11,22 +12,36 @@ TRACKING = {"uri": "https://mlflow.example.com:8443", "username": "runner-gpu-1"
 
 def test_the_command_logs_into_its_run_and_sees_only_its_devices():
     job = {"id": 7, "env": {"EPOCHS": "3"}}
-    env = job_environment(job, TRACKING, "abc123", "/var/lib/mlops-runner/jobs/7", ["GPU-a", "GPU-b"])
+    paths = CheckoutExecutor.paths(7, "/var/lib/mlops-runner/jobs/7")
+    env = job_environment(job, TRACKING, "abc123", paths, ["GPU-a", "GPU-b"])
     assert env["MLFLOW_RUN_ID"] == "abc123" and env["MLFLOW_TRACKING_URI"] == TRACKING["uri"]
     assert env["MLFLOW_TRACKING_USERNAME"] == "runner-gpu-1" and env["MLFLOW_TRACKING_PASSWORD"] == "s3cret"
     assert env["CUDA_VISIBLE_DEVICES"] == "GPU-a,GPU-b" and env["NVIDIA_VISIBLE_DEVICES"] == "GPU-a,GPU-b"
     assert env["MLOPS_OUTPUT_DIR"] == "/var/lib/mlops-runner/jobs/7/outputs" and env["EPOCHS"] == "3"
+    assert "HOME" not in env
+
+
+def test_a_process_job_writes_in_its_own_directory_and_reads_its_inputs_from_the_runners():
+    executor = ProcessExecutor("/var/lib/mlops-runner/cache")
+    paths = executor.paths(7, "/var/lib/mlops-runner/jobs/7")
+    env = job_environment({"id": 7, "env": {}}, TRACKING, "r", paths, [])
+    assert env["MLOPS_OUTPUT_DIR"] == "/var/lib/mlops-jobs/7/outputs" and env["HOME"] == "/var/lib/mlops-jobs/7/home"
+    assert env["MLOPS_INPUT_DIR"] == "/var/lib/mlops-runner/jobs/7/inputs"
+    # The agent collects the outputs from the private directory systemd hands the job.
+    assert paths["collect"] == "/var/lib/private/mlops-jobs/7/outputs"
+    assert executor.work_dir == "/var/lib/mlops-runner"
 
 
 def test_a_cpu_job_sees_no_gpu():
-    env = job_environment({"id": 1, "env": {}}, {"uri": "http://127.0.0.1:5001"}, "r", "/w", [])
+    env = job_environment({"id": 1, "env": {}}, {"uri": "http://127.0.0.1:5001"}, "r", CheckoutExecutor.paths(1, "/w"),
+                          [])
     assert env["CUDA_VISIBLE_DEVICES"] == "" and env["NVIDIA_VISIBLE_DEVICES"] == "void"
     assert "MLFLOW_TRACKING_PASSWORD" not in env
 
 
 def test_the_jobs_env_cannot_override_what_the_runner_sets():
     env = job_environment({"id": 1, "env": {"MLFLOW_RUN_ID": "other", "CUDA_VISIBLE_DEVICES": "0,1,2,3"}},
-                          TRACKING, "mine", "/w", ["GPU-a"])
+                          TRACKING, "mine", CheckoutExecutor.paths(1, "/w"), ["GPU-a"])
     assert env["MLFLOW_RUN_ID"] == "mine" and env["CUDA_VISIBLE_DEVICES"] == "GPU-a"
 
 

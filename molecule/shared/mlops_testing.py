@@ -169,9 +169,11 @@ def mlflow_health(node, port):
 
 
 # Connects to address:port, first moving itself into the cgroup given, if any (writing
-# 0 to cgroup.procs moves the writer), as a process of that unit would.
-_CONNECT = ("import socket, sys\n"
-            "if sys.argv[1]: open('/sys/fs/cgroup' + sys.argv[1] + '/cgroup.procs', 'w').write('0')\n"
+# 0 to cgroup.procs moves the writer), as a process of that unit would. systemd's address
+# filters hang on the unified (v2) hierarchy, at /sys/fs/cgroup/unified on a hybrid host.
+_CONNECT = ("import os, socket, sys\n"
+            "root = '/sys/fs/cgroup/unified' if os.path.isdir('/sys/fs/cgroup/unified') else '/sys/fs/cgroup'\n"
+            "if sys.argv[1]: open(root + sys.argv[1] + '/cgroup.procs', 'w').write('0')\n"
             "socket.create_connection((sys.argv[2], int(sys.argv[3])), timeout=3).close()\n")
 
 
@@ -179,7 +181,7 @@ def connects(node, address, port, unit=""):
     """Whether a TCP connection from node (from inside unit's cgroup when given) to
     address:port is answered within 3 s."""
     group = node.check_output("systemctl show -p ControlGroup --value %s", unit) if unit else ""
-    return node.run("python3 -c %s %s %s %s", _CONNECT, group, address, port).rc == 0
+    return node.run("python3 -c %s %s %s %s", _CONNECT, group, address, str(port)).rc == 0
 
 
 def service_running(node, service):

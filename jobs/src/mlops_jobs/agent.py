@@ -23,9 +23,11 @@ import contextlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import signal
 import socket
+import stat
 import threading
 import time
 
@@ -136,6 +138,7 @@ class Job(object):
         self.timed_out = False
         self.stop_sent = None
         self.last_upload = 0.0
+        self.credential = None
 
     def save_handle(self, handle):
         self.handle = handle
@@ -150,6 +153,19 @@ class Job(object):
             return None
 
 
+def drop_links(top):
+    """Remove what in a finished job's outputs is not a plain file or directory. The
+    agent uploads as root: a link the job left there (to the runner's configuration,
+    to another job's files) would otherwise upload what it points at."""
+    for root, dirs, files in os.walk(top):
+        for name in dirs + files:
+            path = os.path.join(root, name)
+            mode = os.lstat(path).st_mode
+            if not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+                LOG.warning("%s: not a plain file, left out of the outputs", path)
+                os.unlink(path)
+
+
 class Agent(object):
     def __init__(self, config, queue=None, executor=None):
         self.config = dict(DEFAULTS, **config)
@@ -158,8 +174,8 @@ class Agent(object):
         self.queue = queue or Queue(self.config["database"], lease_seconds=self.config["lease_seconds"])
         work_dir = self.config["work_dir"]
         self.jobs_dir = os.path.join(work_dir, "jobs")
-        # Searchable, not listable: a job running as its own user reaches its own
-        # directory (ProcessExecutor job_user) without seeing the others' names.
+        # Searchable, not listable: a podman job running as job_user reaches its own
+        # directory without seeing the others' names (a process job sees none of it).
         os.makedirs(self.jobs_dir, mode=0o711, exist_ok=True)
         os.chmod(self.jobs_dir, 0o711)
         self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"),
@@ -254,7 +270,13 @@ class Agent(object):
         with tracking(service):
             stage_inputs(job.row, service, os.path.join(job.workdir, "inputs"))
         prepared = self.executor.prepare(job.row, job.workdir)
-        env = runs.job_environment(job.row, service, run_id, job.workdir, job.row["gpu_ids"])
+        # The command logs with a credential of its own, never the runner's: user
+        # job-<id> and a secret the gateway accepts only while the queue says this
+        # runner holds the job (start_prepared records it; any end clears it).
+        job.credential = secrets.token_urlsafe(32)
+        own = dict(service, username="job-%d" % job.id, password=job.credential)
+        env = runs.job_environment(job.row, own, run_id, self.executor.paths(job.id, job.workdir),
+                                   job.row["gpu_ids"])
         return run_id, prepared, env
 
     def start_prepared(self, job):
@@ -278,6 +300,12 @@ class Agent(object):
             return
         job.preparing = None
         job.row["run_id"] = run_id
+        if not self.queue.set_credential(job.id, self.name, job.credential):
+            LOG.info("job %d: no longer held by this runner (reaped while staged), not started", job.id)
+            del self.jobs[job.id]
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            self.executor.discard(job.id)
+            return
         handle = self.executor.start(job.row, job.workdir, env, job.log_path, prepared)
         job.save_handle(handle)
         job.started = time.monotonic()
@@ -331,9 +359,11 @@ class Agent(object):
             with tracking(service) as client:
                 if os.path.exists(job.log_path):
                     client.log_artifact(job.row["run_id"], job.log_path, "logs")
-                outputs_dir = os.path.join(job.workdir, "outputs")
-                if outputs and os.path.isdir(outputs_dir) and os.listdir(outputs_dir):
-                    client.log_artifacts(job.row["run_id"], outputs_dir, "outputs")
+                outputs_dir = self.executor.paths(job.id, job.workdir)["collect"]
+                if outputs and os.path.isdir(outputs_dir) and not os.path.islink(outputs_dir):
+                    drop_links(outputs_dir)
+                    if os.listdir(outputs_dir):
+                        client.log_artifacts(job.row["run_id"], outputs_dir, "outputs")
         except Exception as exc:  # pylint: disable=broad-exception-caught
             LOG.warning("job %d: upload to run %s failed: %s", job.id, job.row["run_id"], exc)
             return False
@@ -365,6 +395,7 @@ class Agent(object):
         # for the operator (and goes when the job id's next attempt is claimed here).
         if uploaded:
             shutil.rmtree(job.workdir, ignore_errors=True)
+            self.executor.discard(job.id)
         LOG.info("job %d: %s (%s)%s", job.id, status, reason, "" if settled else ", already settled by the reaper")
         del self.jobs[job.id]
 

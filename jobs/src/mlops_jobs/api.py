@@ -16,38 +16,53 @@ import base64
 import binascii
 import datetime
 import os
+import re
+import time
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from mlops_jobs.queue import Queue, QueueError
 
 PREFIX = "/api/mlops/jobs"
 SERVICE_HEADER = "x-mlops-service"
+# Asked by the gateway's password checker for a user it does not know: whether the
+# request's credential is a running job's (user job-<id>). Never forwarded to users.
+CREDENTIAL_PATH = "/internal/job-credential"
+JOB_USER = re.compile(r"^job-([0-9]{1,18})$")
+# An accepted credential is remembered this long: it stops working at most this long
+# after its job ended. A refusal is not remembered (a job's first request may come a
+# moment after its runner recorded the credential).
+CREDENTIAL_CACHE_SECONDS = 5.0
 
 
 def job_document(row):
     """A job row as JSON: timestamps in ISO 8601, nothing of the runner's lease."""
     return {key: value.isoformat() if isinstance(value, datetime.datetime) else value
-            for key, value in row.items() if key != "lease_until"}
+            for key, value in row.items() if key not in ("lease_until", "credential_sha256")}
 
 
 def _error(status, message):
     return JSONResponse({"error": message}, status_code=status)
 
 
-def _user(request):
-    """The basic-auth user name the gateway has checked."""
+def _basic(request):
+    """(user, password) of the request's basic-auth header, or (None, None)."""
     scheme, _sep, token = request.headers.get("authorization", "").partition(" ")
     if scheme.lower() != "basic":
-        return None
+        return None, None
     try:
-        user = base64.b64decode(token, validate=True).decode("utf-8").partition(":")[0]
+        user, _sep, password = base64.b64decode(token, validate=True).decode("utf-8").partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return None
-    return user or None
+        return None, None
+    return user or None, password
+
+
+def _user(request):
+    """The basic-auth user name the gateway has checked."""
+    return _basic(request)[0]
 
 
 def create_app(database, services):
@@ -125,8 +140,33 @@ def create_app(database, services):
     async def health(_request):
         return JSONResponse({"status": "ok"})
 
+    remembered = {}
+
+    async def credential(request):
+        """204 when the basic-auth credential is that of a job of the service in
+        X-Mlops-Service its runner holds now, else 401 with the service's challenge."""
+        service = request.headers.get(SERVICE_HEADER, "")
+        user, password = _basic(request)
+        match = JOB_USER.match(user or "")
+        valid = False
+        if service in services and match and password:
+            key = (service, request.headers.get("authorization"))
+            now = time.monotonic()
+            valid = remembered.get(key, 0.0) > now
+            if not valid:
+                found = await with_queue(lambda q: q.credential_valid(service, int(match.group(1)), password))
+                valid = found is True
+                if valid:
+                    if len(remembered) > 10000:
+                        remembered.clear()
+                    remembered[key] = now + CREDENTIAL_CACHE_SECONDS
+        if valid:
+            return Response(status_code=204)
+        return Response(status_code=401, headers={"WWW-Authenticate": 'Basic realm="%s"' % service})
+
     return Starlette(routes=[
         Route(PREFIX + "/health", health),
+        Route(CREDENTIAL_PATH, credential, methods=["GET"]),
         Route(PREFIX, submit, methods=["POST"]),
         Route(PREFIX, listing, methods=["GET"]),
         Route(PREFIX + "/{job_id:int}", show, methods=["GET"]),

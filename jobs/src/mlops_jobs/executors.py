@@ -10,7 +10,9 @@ that restarts finds its jobs again (or learns they are gone).
 environment made from the repository's requirements.txt (cached by its hash), as a
 transient systemd unit with the job's CPU and memory limits and BindsTo= the agent's
 unit: when the agent dies, its jobs die with it and are reported LOST, never left
-running unwatched.
+running unwatched. Each job is a sandbox of its own (see ProcessExecutor): a user no
+other job has, its own /proc, /tmp and /dev/shm, and no view of the runner's files but
+its inputs (read-only), its environment and its own directory.
 
 `podman` runs the command in a container of the job's image (see PodmanExecutor).
 
@@ -22,7 +24,6 @@ Its jobs die with the agent as well (the kernel kills them when it exits).
 import ctypes
 import hashlib
 import os
-import pwd
 import shlex
 import shutil
 import signal
@@ -69,17 +70,6 @@ def write_env_file(path, env):
             handle.write('%s="%s"\n' % (key, value.replace("\\", "\\\\").replace('"', '\\"')))
 
 
-def hand_over(paths, user):
-    """Give paths (recursively) to user: a job that runs as its own user writes its
-    checkout and its output directory, and nothing else of the runner's."""
-    entry = pwd.getpwnam(user)
-    for top in paths:
-        os.chown(top, entry.pw_uid, entry.pw_gid)
-        for root, dirs, files in os.walk(top):
-            for name in dirs + files:
-                os.chown(os.path.join(root, name), entry.pw_uid, entry.pw_gid, follow_symlinks=False)
-
-
 class CheckoutExecutor(object):
     """What process and local share: the job's checkout and its cached environment."""
 
@@ -115,30 +105,92 @@ class CheckoutExecutor(object):
         return {"venv": self.environment_dir(source), "source": source}
 
     @staticmethod
+    def paths(job_id, workdir):  # pylint: disable=unused-argument
+        """Where the job finds its inputs and writes its outputs (as the job sees them),
+        and where the agent collects the outputs afterwards."""
+        return {"inputs": os.path.join(workdir, "inputs"), "outputs": os.path.join(workdir, "outputs"),
+                "collect": os.path.join(workdir, "outputs")}
+
+    def discard(self, job_id):
+        """Remove what the executor kept of a job outside its work directory."""
+
+    @staticmethod
     def command_environment(env, prepared):
         return dict(env, PATH="%s/bin:/usr/local/bin:/usr/bin:/bin" % prepared["venv"], VIRTUAL_ENV=prepared["venv"])
 
 
 class ProcessExecutor(CheckoutExecutor):
-    name = "process"
+    """A job as a transient unit that systemd sandboxes:
 
-    def __init__(self, cache_dir, python="python3", agent_unit="mlops-runner.service", job_user=None,
-                 pip_environment=None):
+    - DynamicUser: a user of its own, allocated by systemd for the unit's lifetime, that
+      no other job has while it runs; ProtectProc=invisible shows it its own processes only,
+      so no job reads another's environment (its tracking credential) or command line.
+    - Its directory, StateDirectory=mlops-jobs/<id> (/var/lib/private/mlops-jobs/<id>,
+      reached as /var/lib/mlops-jobs/<id>): the checkout, outputs/ and home/, prepared
+      by the agent and handed to the job's user by systemd when it starts. /var/lib/private
+      is root's only, so no other job lists or enters it.
+    - The runner's work directory is an empty read-only tmpfs to the job but for its
+      inputs and its virtual environment, bound read-only: other jobs' logs, inputs and
+      the cache stay out of sight. The rest of the system is read-only
+      (ProtectSystem=strict), /home is hidden, /tmp and /dev/shm are its own.
+    - No capabilities, no privilege escalation, no new namespaces, kernel settings,
+      modules, logs and clock out of reach.
+    """
+
+    name = "process"
+    state_root = "/var/lib"
+    area_name = "mlops-jobs"
+
+    def __init__(self, cache_dir, python="python3", agent_unit="mlops-runner.service", pip_environment=None):
         super().__init__(cache_dir, python, pip_environment)
         self.agent_unit = agent_unit
-        self.job_user = job_user
+        # The runner's work directory, hidden from jobs: the parent of the cache.
+        self.work_dir = os.path.dirname(os.path.abspath(cache_dir))
+
+    def area(self, job_id, private=True):
+        """The job's own directory: as the agent writes it (private) or as the job sees it."""
+        parts = [self.state_root] + (["private"] if private else []) + [self.area_name, str(job_id)]
+        return os.path.join(*parts)
+
+    def paths(self, job_id, workdir):
+        return {"inputs": os.path.join(workdir, "inputs"),
+                "outputs": os.path.join(self.area(job_id, private=False), "outputs"),
+                "home": os.path.join(self.area(job_id, private=False), "home"),
+                "collect": os.path.join(self.area(job_id), "outputs")}
+
+    def discard(self, job_id):
+        shutil.rmtree(self.area(job_id), ignore_errors=True)
+        link = self.area(job_id, private=False)
+        if os.path.islink(link):
+            os.unlink(link)
 
     def prepare(self, job, workdir):
-        prepared = super().prepare(job, workdir)
-        if self.job_user:
-            hand_over([prepared["source"], os.path.join(workdir, "outputs")], self.job_user)
-        return prepared
+        self.discard(job["id"])
+        area = self.area(job["id"])
+        # systemd keeps /var/lib/private at 0700 for DynamicUser units; made here first
+        # when no such unit ran yet.
+        os.makedirs(os.path.join(self.state_root, "private"), mode=0o700, exist_ok=True)
+        for sub in ("outputs", "home"):
+            os.makedirs(os.path.join(area, sub), mode=0o700)
+        source = os.path.join(area, "src")
+        checkout(job["repository"], job["commit"], source)
+        return {"venv": self.environment_dir(source), "source": os.path.join(self.area(job["id"], False), "src")}
 
     def start(self, job, workdir, env, log_path, prepared):
         unit = "mlops-job-%d" % job["id"]
         env = self.command_environment(env, prepared)
         env_file = os.path.join(workdir, "job.env")
         write_env_file(env_file, env)
+        sandbox = [
+            "DynamicUser=yes", "StateDirectory=%s/%d" % (self.area_name, job["id"]), "StateDirectoryMode=0700",
+            "ProtectProc=invisible", "PrivateTmp=yes", "TemporaryFileSystem=/dev/shm:mode=1777",
+            "TemporaryFileSystem=%s:ro" % self.work_dir,
+            "BindReadOnlyPaths=%s %s" % (prepared["venv"], os.path.join(workdir, "inputs")),
+            "ProtectSystem=strict", "ProtectHome=yes", "NoNewPrivileges=yes", "CapabilityBoundingSet=",
+            "RestrictSUIDSGID=yes", "RestrictNamespaces=yes", "RestrictRealtime=yes", "LockPersonality=yes",
+            "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectKernelLogs=yes",
+            "ProtectControlGroups=yes", "ProtectClock=yes", "ProtectHostname=yes",
+        ]
         argv = ["systemd-run", "--quiet", "--unit", unit, "--property", "RemainAfterExit=yes",
                 "--property", "EnvironmentFile=%s" % env_file,
                 "--property", "WorkingDirectory=%s" % prepared["source"],
@@ -147,10 +199,10 @@ class ProcessExecutor(CheckoutExecutor):
                 "--property", "StandardOutput=append:%s" % log_path,
                 "--property", "StandardError=append:%s" % log_path,
                 "--property", "KillMode=control-group", "--property", "TimeoutStopSec=10"]
+        for setting in sandbox:
+            argv += ["--property", setting]
         if self.agent_unit:
             argv += ["--property", "BindsTo=%s" % self.agent_unit, "--property", "After=%s" % self.agent_unit]
-        if self.job_user:
-            argv += ["--uid", self.job_user]
         run(argv + ["--", "/bin/sh", "-c", job["command"]])
         return unit
 
@@ -242,6 +294,11 @@ class PodmanExecutor(object):
         self.default_image = default_image
         self.podman = podman
         self.job_user = job_user
+
+    paths = staticmethod(CheckoutExecutor.paths)
+
+    def discard(self, job_id):
+        """Nothing of a job outside its work directory."""
 
     def image(self, job):
         image = job.get("image") or self.default_image

@@ -9,6 +9,8 @@ platform failed, not the job), a running one is LOST. A job is only ever reporte
 SUCCEEDED by the runner that ran it, while it still held it.
 """
 
+import hashlib
+import hmac
 import importlib.resources
 import json
 
@@ -25,6 +27,10 @@ MAX_INFRA_FAILURES = 3
 SPEC_FIELDS = ("repository", "commit", "command", "gpus", "cpus", "memory_mb", "timeout_s", "inputs",
                "parent_run_id", "env", "image", "retries", "experiment")
 JSON_FIELDS = ("inputs", "env")
+
+
+def credential_digest(secret):
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
 
 
 class QueueError(Exception):
@@ -56,7 +62,7 @@ def migrate(conn, api_role=None, runner_role=None):
             grants += [
                 "GRANT SELECT ON jobs TO {runner}",
                 "GRANT UPDATE (status, runner, gpu_ids, lease_until, run_id, exit_code, reason, attempt, "
-                "infra_failures, claimed_at, started_at, finished_at) ON jobs TO {runner}",
+                "infra_failures, claimed_at, started_at, finished_at, credential_sha256) ON jobs TO {runner}",
                 "GRANT SELECT, INSERT, UPDATE ON runners TO {runner}",
             ]
         roles = {key: sql.Identifier(name) for key, name in (("api", api_role), ("runner", runner_role)) if name}
@@ -205,6 +211,20 @@ class Queue(object):
                 "lease_until = now() + make_interval(secs => %s) WHERE id = %s RETURNING *",
                 (runner, gpus[:job["gpus"]], self.lease_seconds, job["id"]))
 
+    def set_credential(self, job_id, runner, secret):
+        """Record the credential of a job runner holds and is about to start (its digest
+        only); False when the job is no longer this runner's."""
+        row = self._one("UPDATE jobs SET credential_sha256 = %s WHERE id = %s AND runner = %s "
+                        "AND status = 'CLAIMED' RETURNING id", (credential_digest(secret), job_id, runner))
+        return row is not None
+
+    def credential_valid(self, service, job_id, secret):
+        """Whether secret is the credential of job job_id of service, held by a runner now."""
+        row = self._one("SELECT credential_sha256 FROM jobs WHERE id = %s AND service = %s "
+                        "AND status IN ('CLAIMED', 'RUNNING') AND credential_sha256 IS NOT NULL",
+                        (job_id, service))
+        return row is not None and hmac.compare_digest(row["credential_sha256"], credential_digest(secret))
+
     def start(self, job_id, runner, run_id):
         """CLAIMED -> RUNNING; False when the job is no longer this runner's to start."""
         row = self._one("UPDATE jobs SET status = 'RUNNING', run_id = %s, started_at = now(), "
@@ -228,7 +248,7 @@ class Queue(object):
         if status not in FINAL:
             raise QueueError("%s is not a final state" % status)
         row = self._one("UPDATE jobs SET status = %s, exit_code = %s, reason = %s, finished_at = now(), "
-                        "lease_until = NULL WHERE id = %s AND runner = %s AND status IN ('CLAIMED', 'RUNNING') "
+                        "lease_until = NULL, credential_sha256 = NULL WHERE id = %s AND runner = %s AND status IN ('CLAIMED', 'RUNNING') "
                         "RETURNING id", (status, exit_code, reason, job_id, runner))
         return row is not None
 
@@ -249,12 +269,13 @@ class Queue(object):
         elif not infrastructure and row["attempt"] <= row["retries"] and not row["cancel_requested"]:
             changes = "attempt = attempt + 1"
         else:
-            self.conn.execute("UPDATE jobs SET status = %s, reason = %s, finished_at = now(), lease_until = NULL "
-                              "WHERE id = %s", (final_status, reason, row["id"]))
+            self.conn.execute("UPDATE jobs SET status = %s, reason = %s, finished_at = now(), lease_until = NULL, "
+                              "credential_sha256 = NULL WHERE id = %s", (final_status, reason, row["id"]))
             return final_status
         self.conn.execute(
             "UPDATE jobs SET status = 'QUEUED', runner = NULL, gpu_ids = '{}', lease_until = NULL, run_id = NULL, "
-            "claimed_at = NULL, started_at = NULL, reason = %s, " + changes + " WHERE id = %s", (reason, row["id"]))
+            "claimed_at = NULL, started_at = NULL, credential_sha256 = NULL, reason = %s, " + changes
+            + " WHERE id = %s", (reason, row["id"]))
         self.conn.execute("SELECT pg_notify(%s, %s)", (WAKE_CHANNEL, str(row["id"])))
         return "QUEUED"
 

@@ -17,26 +17,30 @@ RUN_STATUS = {"SUCCEEDED": "FINISHED", "FAILED": "FAILED", "CANCELLED": "KILLED"
               "LOST": "FAILED"}
 
 
-def job_environment(job, tracking, run_id, workdir, gpu_ids):
+def job_environment(job, tracking, run_id, paths, gpu_ids):
     """The environment of a job's command.
 
     tracking: {uri, username, password, cert_path} of the job's tracking service as the
-    runner reaches it. The job's own env comes first and cannot override what the runner
-    sets (the queue refuses MLFLOW_* and the device variables at submit time as well).
+    runner reaches it. paths: the job's inputs, outputs and (optional) home directory as
+    the job sees them (the executor's paths()). The job's own env comes first and cannot
+    override what the runner sets (the queue refuses MLFLOW_* and the device variables at
+    submit time as well).
     """
     env = dict(job.get("env") or {})
     env.update({
         "MLFLOW_TRACKING_URI": tracking["uri"],
         "MLFLOW_RUN_ID": run_id,
         "MLOPS_JOB_ID": str(job["id"]),
-        "MLOPS_OUTPUT_DIR": "%s/outputs" % workdir,
-        "MLOPS_INPUT_DIR": "%s/inputs" % workdir,
+        "MLOPS_OUTPUT_DIR": paths["outputs"],
+        "MLOPS_INPUT_DIR": paths["inputs"],
         # Device ids by UUID: stable whatever order the driver enumerates them in. An
         # empty list hides every GPU from CUDA and from the NVIDIA container runtime.
         "CUDA_VISIBLE_DEVICES": ",".join(gpu_ids),
         "NVIDIA_VISIBLE_DEVICES": ",".join(gpu_ids) if gpu_ids else "void",
         "CUDA_DEVICE_ORDER": "PCI_BUS_ID",
     })
+    if paths.get("home"):
+        env["HOME"] = paths["home"]
     for key, name in TRACKING_ENV.items():
         if tracking.get(key):
             env[name] = tracking[key]

@@ -59,6 +59,12 @@ CREATE TABLE IF NOT EXISTS jobs (
     finished_at timestamptz
 );
 
+-- Version 2: the credential of a held job, the sha256 (hex) of a secret its runner makes
+-- just before the command starts and gives the command as user job-<id>. The gateway
+-- accepts it only while the job is CLAIMED or RUNNING on its own service; it is cleared
+-- whenever the job leaves its runner.
+ALTER TABLE jobs ADD COLUMN IF NOT EXISTS credential_sha256 text;
+
 CREATE INDEX IF NOT EXISTS jobs_queued ON jobs (id) WHERE status = 'QUEUED';
 CREATE INDEX IF NOT EXISTS jobs_held ON jobs (runner) WHERE status IN ('CLAIMED', 'RUNNING');
 CREATE INDEX IF NOT EXISTS jobs_service ON jobs (service, id);
@@ -79,4 +85,4 @@ $$;
 CREATE OR REPLACE TRIGGER jobs_cancel_queued BEFORE UPDATE OF cancel_requested ON jobs
     FOR EACH ROW EXECUTE FUNCTION jobs_cancel_queued();
 
-INSERT INTO schema_version (version) VALUES (1) ON CONFLICT DO NOTHING;
+INSERT INTO schema_version (version) VALUES (1), (2) ON CONFLICT DO NOTHING;

@@ -4,6 +4,7 @@ or runner-2 (CPU only), and reported on their MLflow runs; plus what an operator
 on the runner hosts."""
 
 import json
+import os
 import re
 import tempfile
 import time
@@ -11,6 +12,7 @@ import time
 import mlflow
 import numpy
 import pytest
+import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
@@ -85,6 +87,10 @@ def test_every_runner_runs_its_agent_with_private_configuration():
         assert checked["ok"] and checked["checked"] == {"database": "ok", "team-a": "ok"}
         # No package index was needed: the agent came from the controller's wheels.
         assert node.file("/opt/mlops-runner/venv/bin/mlops-runner").exists
+        # Sandboxed, though it asks systemd to start units (about 2.3; the role's README).
+        report = node.check_output("systemd-analyze security --no-pager mlops-runner")
+        exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
+        assert exposure <= 4.0, report[-3000:]
 
 
 def test_the_tutorial_runs_as_a_job_into_a_finished_run(commit):
@@ -107,14 +113,106 @@ def test_the_tutorial_runs_as_a_job_into_a_finished_run(commit):
 
 def test_a_failing_job_ends_failed_with_its_log_and_ran_unprivileged(commit):
     job_id = submit(commit, "--", "sh", "-c",
-                    "id -un; cat /etc/mlops-runner/config.json || echo config-unreadable; echo about to fail; exit 3")
+                    "echo uid=$(id -u); cat /etc/mlops-runner/config.json || echo config-unreadable; "
+                    "echo about to fail; exit 3")
     job = wait(job_id, lambda j: j["status"] in FINAL)
     assert job["status"] == "FAILED" and job["exit_code"] == 3, job
     run = MlflowClient().get_run(job["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["mlops.exit_code"] == "3"
     log = artifact_text(job["run_id"], "logs/job.log")
-    assert "mlops-job\n" in log and "config-unreadable" in log and "about to fail" in log
+    # A user systemd made for this job (DynamicUser: 61184-65519), not root.
+    uid = int(re.search(r"^uid=(\d+)$", log, re.M).group(1))
+    assert 61184 <= uid <= 65519, log
+    assert "config-unreadable" in log and "about to fail" in log
     assert '"password"' not in log
+
+
+# What the second of two jobs on one runner tries against the first (whose id and
+# marker it is given) and against the runner; each line says which way it went. (The
+# pattern [1]234 keeps pgrep from finding this script's own command line.)
+PROBE = """echo uid=$(id -u)
+echo user=$MLFLOW_TRACKING_USERNAME
+echo processes=$(ls -d /proc/[0-9]* | wc -l)
+pgrep -f 'sleep [1]234' >/dev/null && echo saw-the-other-job || echo no-other-job
+grep -l {marker} /proc/[0-9]*/environ 2>/dev/null | grep -q . && echo read-its-env || echo no-other-env
+cat /var/lib/mlops-jobs/{other}/outputs/secret.txt 2>/dev/null || echo its-outputs-unreadable
+cat /var/lib/private/mlops-jobs/{other}/outputs/secret.txt 2>/dev/null || echo its-private-dir-unreadable
+ls /var/lib/mlops-runner/jobs/{other} 2>/dev/null | grep -q . && echo saw-its-work-dir || echo its-work-dir-hidden
+cat /etc/mlops-runner/config.json 2>/dev/null || echo config-unreadable
+ls /tmp /dev/shm | grep -q other-job-file && echo saw-its-tmp || echo its-tmp-private
+"""
+
+
+def test_two_jobs_on_one_runner_cannot_reach_each_other_nor_the_runner(commit):
+    # Both need a GPU: only runner-1 has two, so they run side by side there.
+    first = submit(commit, "--gpus", "1", "--env", "MARK=marker-of-job-one", "--", "sh", "-c",
+                   "echo uid=$(id -u); echo the-secret > $MLOPS_OUTPUT_DIR/secret.txt; "
+                   "echo $MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD > $MLOPS_OUTPUT_DIR/credential.txt; "
+                   "touch /tmp/other-job-file /dev/shm/other-job-file; sleep 1234")
+    job = wait(first, lambda j: j["status"] == "RUNNING")
+    assert job["runner"] == "runner-1"
+    second = submit(commit, "--gpus", "1", "--", "sh", "-c", PROBE.format(marker="marker-of-job-one", other=first))
+    probed = wait(second, lambda j: j["status"] in FINAL)
+    assert probed["status"] == "SUCCEEDED" and probed["runner"] == "runner-1", probed
+    cli("cancel", str(first))
+    ended = wait(first, lambda j: j["status"] in FINAL, timeout=30)
+    log = artifact_text(probed["run_id"], "logs/job.log")
+    for line in ("no-other-job", "no-other-env", "its-outputs-unreadable", "its-private-dir-unreadable",
+                 "its-work-dir-hidden", "config-unreadable", "its-tmp-private"):
+        assert line + "\n" in log, log
+    # Its own processes only: the shell and what it runs.
+    assert int(re.search(r"^processes=(\d+)$", log, re.M).group(1)) < 10, log
+    uids = {re.search(r"^uid=(\d+)$", artifact_text(j["run_id"], "logs/job.log"), re.M).group(1)
+            for j in (ended, probed)}
+    assert len(uids) == 2, uids
+    # The first job's outputs reached its own run.
+    assert artifact_text(ended["run_id"], "outputs/secret.txt") == "the-secret\n"
+    # Each job logged with a credential of its own (user job-<id>), never the runner's.
+    assert "user=job-%d\n" % second in log, log
+    user, secret = artifact_text(ended["run_id"], "outputs/credential.txt").strip().split(":", 1)
+    assert user == "job-%d" % first and len(secret) >= 32
+    assert_refused_soon(user, secret)
+
+
+def gateway_status(user, secret):
+    url = os.environ["MLFLOW_TRACKING_URI"] + "/api/2.0/mlflow/experiments/search?max_results=1"
+    return requests.get(url, auth=(user, secret), verify=os.environ["MLFLOW_TRACKING_SERVER_CERT_PATH"],
+                        timeout=30).status_code
+
+
+def assert_refused_soon(user, secret, seconds=15):
+    """The job API remembers an accepted credential 5 s: refused within seconds of the end."""
+    deadline = time.monotonic() + seconds
+    while gateway_status(user, secret) != 401:
+        assert time.monotonic() < deadline, "%s still accepted %d s after its job ended" % (user, seconds)
+        time.sleep(1)
+
+
+def test_a_jobs_credential_works_while_it_runs_and_not_after(commit):
+    job_id = submit(commit, "--", "sh", "-c", "echo $MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD "
+                    "> $MLOPS_OUTPUT_DIR/credential.txt; sleep 1234")
+    job = wait(job_id, lambda j: j["status"] == "RUNNING")
+    # Read from the job's directory on its runner while it runs (as an operator could).
+    written = podman_exec(job["runner"], "sh", "-c", "until test -s /var/lib/private/mlops-jobs/%d/outputs/"
+                          "credential.txt; do sleep 0.5; done; cat /var/lib/private/mlops-jobs/%d/outputs/"
+                          "credential.txt" % (job_id, job_id), timeout=60).stdout
+    user, secret = written.strip().split(":", 1)
+    assert user == "job-%d" % job_id
+    assert gateway_status(user, secret) == 200
+    assert gateway_status(user, secret + "x") == 401
+    # Another service's credential check refuses it: jobs/tests/test_api.py.
+    cli("cancel", str(job_id))
+    wait(job_id, lambda j: j["status"] in FINAL, timeout=30)
+    assert_refused_soon(user, secret)
+
+
+def test_a_link_in_a_jobs_outputs_uploads_nothing_it_points_at(commit):
+    job_id = submit(commit, "--", "sh", "-c", "ln -s /etc/mlops-runner/config.json $MLOPS_OUTPUT_DIR/config.json; "
+                    "ln -s /etc/hostname $MLOPS_OUTPUT_DIR/hostname; echo kept > $MLOPS_OUTPUT_DIR/kept.txt")
+    job = wait(job_id, lambda j: j["status"] in FINAL)
+    assert job["status"] == "SUCCEEDED", job
+    listed = {a.path for a in MlflowClient().list_artifacts(job["run_id"], "outputs")}
+    assert listed == {"outputs/kept.txt"}, listed
 
 
 def test_cancelling_a_running_job_kills_it_within_10_s(commit):
@@ -128,7 +226,7 @@ def test_cancelling_a_running_job_kills_it_within_10_s(commit):
     state = podman_exec(job["runner"], "systemctl", "show", "mlops-job-%d" % job_id, "-p", "ActiveState",
                         "--value").stdout
     assert state.strip() in ("inactive", "")
-    assert podman_exec(job["runner"], "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+    assert podman_exec(job["runner"], "pgrep", "-f", "sleep 300", check=False).returncode == 1
 
 
 def test_a_two_gpu_job_sees_exactly_its_devices_and_a_one_gpu_job_waits(commit):
@@ -168,7 +266,7 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
     run = MlflowClient().get_run(job["run_id"])
     assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
     assert "step-1-done" in artifact_text(job["run_id"], "logs/job.log")
-    assert podman_exec("runner-1", "pgrep", "-u", "mlops-job", "sleep", check=False).returncode == 1
+    assert podman_exec("runner-1", "pgrep", "-f", "sleep 600", check=False).returncode == 1
     assert host("runner-1").service("mlops-runner").is_running
 
 
