@@ -168,6 +168,13 @@ def mlflow_health(node, port):
                     " timeout=5).status)\"" % port).stdout.strip()
 
 
+def unit_exposure(node, unit):
+    """systemd's exposure figure of unit on node, 0 (locked down) to 10 (exposed); 4.0
+    and below is "OK". Returns (figure, the report's end for an assertion message)."""
+    report = node.check_output("systemd-analyze security --no-pager %s", unit)
+    return float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1)), report[-3000:]
+
+
 # Connects to address:port, first moving itself into the cgroup given, if any (writing
 # 0 to cgroup.procs moves the writer), as a process of that unit would. systemd's address
 # filters hang on the unified (v2) hierarchy, at /sys/fs/cgroup/unified on a hybrid host.

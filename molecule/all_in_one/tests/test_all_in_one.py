@@ -9,7 +9,8 @@ import pytest
 from minio.error import S3Error
 
 from mlops_testing import (TRACKING_SERVICES, connects, gateway_get, gateway_url, host, minio_client,
-                           module_result, platform_host, run_module, secret, service_keys, user_password)
+                           module_result, platform_host, run_module, secret, service_keys, unit_exposure,
+                           user_password)
 
 HOST = platform_host()
 node = host(HOST)
@@ -31,13 +32,10 @@ def postgresql_unit():
 @pytest.mark.parametrize("unit", ["minio.service", "mlflow@team-a.service", "mlops-jobs-api.service",
                                   "nginx.service", "postgresql"])
 def test_every_unit_the_platform_runs_scores_ok_in_systemd_analyze_security(unit):
-    # systemd's own exposure figure, 0 (locked down) to 10 (exposed); 4.0 and below is
-    # "OK". The platform's own units score 1.4 to 1.7, Debian's nginx and PostgreSQL
-    # with the roles' drop-ins about 2.6 and 1.4 (9.6 without).
-    unit = postgresql_unit() if unit == "postgresql" else unit
-    report = node.check_output("systemd-analyze security --no-pager %s", unit)
-    exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
-    assert exposure <= 4.0, report[-3000:]
+    # The platform's own units score 1.4 to 1.7, Debian's nginx and PostgreSQL with the
+    # roles' drop-ins about 2.6 and 1.4 (9.6 without).
+    exposure, report = unit_exposure(node, postgresql_unit() if unit == "postgresql" else unit)
+    assert exposure <= 4.0, report
 
 
 def test_postgresql_runs_as_its_owner_without_capabilities():

@@ -16,7 +16,8 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook, wait_for_job
+from mlops_testing import (commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook,
+                           unit_exposure, wait_for_job)
 
 # Every test as a data scientist: MLflow's client (here and in the CLI) reaches team-a
 # through the gateway as alice.
@@ -88,9 +89,8 @@ def test_every_runner_runs_its_agent_with_private_configuration():
         # No package index was needed: the agent came from the controller's wheels.
         assert node.file("/opt/mlops-runner/venv/bin/mlops-runner").exists
         # Sandboxed, though it asks systemd to start units (about 2.3; the role's README).
-        report = node.check_output("systemd-analyze security --no-pager mlops-runner")
-        exposure = float(re.search(r"Overall exposure level for \S+: ([0-9.]+)", report).group(1))
-        assert exposure <= 4.0, report[-3000:]
+        exposure, report = unit_exposure(node, "mlops-runner")
+        assert exposure <= 4.0, report
 
 
 def test_the_tutorial_runs_as_a_job_into_a_finished_run(commit):
