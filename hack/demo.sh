@@ -55,6 +55,8 @@ YAML
 # Written by hack/demo.sh. Generated passwords are kept under this directory.
 mlops_credentials_dir: "$demo_dir/credentials"
 postgresql_backup_enabled: true
+# The sandbox is a container without NET_ADMIN: the VM's own firewall applies.
+firewall_enabled: false
 # The MinIO build hack/build-minio.sh cached on this machine.
 minio_binary_file: "$MLOPS_MINIO_BINARY"
 mlops_tracking_services:

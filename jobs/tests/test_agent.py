@@ -3,8 +3,9 @@ repository served from disk, a real MLflow server on loopback, the `local` execu
 (child processes: this machine has no systemd; the `process` executor's transient units
 are exercised on systemd test hosts)."""
 
-import os
+import base64
 import io
+import os
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ import time
 import pytest
 from mlflow.tracking import MlflowClient
 
+import git_server
 import servers
 from test_api import serve
 from test_cli import behind_gateway
@@ -27,6 +29,7 @@ from mlops_jobs.queue import Queue
 
 MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
 PYTHON = sys.executable  # has mlflow; the jobs' own environments do not need to
+GIT_TOKEN = "git-token-8f2c41d7e9"
 SCRIPTS = {
     "train.py": """
 import os, mlflow
@@ -83,6 +86,21 @@ def repository(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def private_repository(repository, tmp_path_factory):
+    """The repository behind a git server that answers only deploy:GIT_TOKEN; yields
+    (the server, its URL prefix, (the repository's URL, its head))."""
+    root = tmp_path_factory.mktemp("git-server")
+    bare = root / "team" / "model.git"
+    subprocess.run(["git", "clone", "-q", "--bare", repository[0], str(bare)], check=True)
+    # Jobs name a commit, which git fetches by id (as hosted services allow).
+    subprocess.run(["git", "-C", str(bare), "config", "uploadpack.allowAnySHA1InWant", "true"], check=True)
+    server = git_server.serve(str(root), servers.free_port(), credential="deploy:" + GIT_TOKEN)
+    prefix = "http://127.0.0.1:%d/" % server.server_port
+    yield server, prefix, (prefix + "team/model.git", repository[1])
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
 def cache_dir(tmp_path_factory):
     return str(tmp_path_factory.mktemp("cache"))
 
@@ -91,11 +109,11 @@ def cache_dir(tmp_path_factory):
 def make_agent(database, mlflow_uri, cache_dir, tmp_path):
     agents = []
 
-    def make(name="gpu-1", gpu_ids=("GPU-a", "GPU-b"), cpus=4, work_dir=None, executor=None):
+    def make(name="gpu-1", gpu_ids=("GPU-a", "GPU-b"), cpus=4, work_dir=None, executor=None, git_credentials=()):
         config = {"name": name, "database": database["runner"], "work_dir": work_dir or str(tmp_path / name),
                   "gpu_ids": list(gpu_ids), "cpus": cpus, "memory_mb": 8192, "min_free_disk_mb": 1,
                   "lease_seconds": 5, "poll_seconds": 1, "log_upload_seconds": 1, "stop_grace_seconds": 2,
-                  "services": {"team-a": {"uri": mlflow_uri}}}
+                  "services": {"team-a": {"uri": mlflow_uri, "git_credentials": list(git_credentials)}}}
         agent = Agent(config, executor=executor or LocalExecutor(cache_dir))
         agent.register()
         agent.reconcile()
@@ -356,3 +374,30 @@ def test_links_and_special_files_leave_the_outputs_before_upload(tmp_path):
     drop_links(str(tmp_path))
     left = sorted(str(path.relative_to(tmp_path)) for path in tmp_path.rglob("*"))
     assert left == ["sub", "sub/kept.txt"]
+
+
+def test_a_private_repository_is_fetched_with_the_services_credential_and_the_job_never_sees_it(
+        make_agent, api, private_repository, mlflow_uri):
+    server, prefix, repository = private_repository
+    agent = make_agent(git_credentials=[
+        {"url": prefix + "other/", "username": "deploy", "token": "not-this-one"},
+        {"url": prefix + "team", "username": "deploy", "token": GIT_TOKEN}])
+    server.seen.clear()
+    job = submit(api, repository, "env; cat .git/config .git/FETCH_HEAD; git rev-parse HEAD")
+    row = drive([agent], api, job["id"], lambda r: r["status"] in ("SUCCEEDED", "FAILED"), timeout=120)
+    assert row["status"] == "SUCCEEDED", row
+    log = artifact_text(mlflow_uri, row["run_id"], "logs/job.log")
+    assert repository[1] in log
+    # Every request to the git server carried the team's credential, and only those.
+    assert server.seen and all(ok and path.startswith("/team/model.git/") for path, ok in server.seen)
+    shown = str(row) + log + str(MlflowClient(mlflow_uri).get_run(row["run_id"]).data)
+    secret = base64.b64encode(("deploy:" + GIT_TOKEN).encode()).decode()
+    assert GIT_TOKEN not in shown and secret not in shown
+
+
+def test_a_private_repository_without_a_credential_fails_at_once_saying_why(make_agent, api, private_repository):
+    _server, _prefix, repository = private_repository
+    agent = make_agent()
+    job = submit(api, repository, "true")
+    row = drive([agent], api, job["id"], lambda r: r["reason"], timeout=60)
+    assert "terminal prompts disabled" in row["reason"], row

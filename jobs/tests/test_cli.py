@@ -89,6 +89,14 @@ def test_submit_list_show_copy_cancel_through_the_api(database, repository):
         assert rc == 2
 
 
+def test_a_repository_url_with_a_token_is_refused_before_anything_is_sent(capsys):
+    # Port 9 of loopback answers nothing: the refusal comes before any request or ls-remote.
+    assert cli.main(["submit", "--repo", "https://deploy:s3cret-tok@git.example/m.git", "--branch", "main", "--",
+                     "true"], environ={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}) == 2
+    err = capsys.readouterr().err
+    assert "--repo: a URL with credentials in it is refused" in err and "s3cret" not in err
+
+
 def test_submit_without_a_command_or_with_both_commit_and_branch_fails(capsys):
     assert cli.main(["submit", "--repo", "file:///x", "--commit", "a" * 40],
                     environ={"MLFLOW_TRACKING_URI": "http://127.0.0.1:9"}) == 2

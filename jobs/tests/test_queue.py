@@ -8,7 +8,7 @@ import time
 import psycopg
 import pytest
 
-from mlops_jobs.queue import MAX_INFRA_FAILURES, Queue, QueueError, migrate
+from mlops_jobs.queue import MAX_INFRA_FAILURES, Queue, QueueError, migrate, repository_problem
 
 SPEC = {"repository": "https://git.example/team/model.git", "commit": "0" * 40, "command": "python train.py"}
 GPUS = ["GPU-aaaa", "GPU-bbbb"]
@@ -52,6 +52,22 @@ def test_migrate_runs_again_without_effect(database):
 def test_bad_requests_are_refused_naming_the_field(api, spec, message):
     with pytest.raises(QueueError, match=message):
         submit(api, **spec)
+
+
+@pytest.mark.parametrize("url", ["https://alice:s3cret-tok@git.example/m.git", "https://s3cret-tok@git.example/m.git",
+                                 "http://x-token:s3cret-tok@git.example:8080/m.git",
+                                 "ssh://git:s3cret-tok@git.example/m.git"])
+def test_a_repository_url_carrying_a_secret_is_refused_without_repeating_it(api, url):
+    with pytest.raises(QueueError, match="repository: a URL with credentials in it is refused") as refused:
+        submit(api, repository=url)
+    assert "s3cret" not in str(refused.value)
+    assert api.jobs("team-a") == []
+
+
+@pytest.mark.parametrize("url", ["https://git.example/team/m.git", "ssh://git@git.example/team/m.git",
+                                 "git@git.example:team/m.git", "file:///srv/git/model"])
+def test_a_repository_url_without_a_secret_is_taken(url):
+    assert repository_problem(url) is None
 
 
 def test_submit_get_and_list_per_service(api):

@@ -11,9 +11,11 @@ import json
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -203,9 +205,89 @@ def minio_root(owner):
     return secret(root / "root_user"), secret(root / "root_password")
 
 
+# A service that listens on a test host's loopback only (MinIO on a one-host platform) is
+# reached as an operator reaches it, through a tunnel: a port on this machine's loopback
+# whose every connection is relayed by a python3 started in the host with podman exec.
+_RELAY = r"""
+import socket, sys, threading
+peer = socket.create_connection(("127.0.0.1", int(sys.argv[1])))
+def down():
+    while True:
+        data = peer.recv(65536)
+        if not data:
+            break
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()
+receiving = threading.Thread(target=down)
+receiving.start()
+while True:
+    data = sys.stdin.buffer.read1(65536)
+    if not data:
+        break
+    peer.sendall(data)
+peer.shutdown(socket.SHUT_WR)
+receiving.join()
+"""
+_TUNNELS = {}
+
+
+def _pump(source, sink):
+    try:
+        while True:
+            data = source(65536)
+            if not data:
+                break
+            sink(data)
+    except OSError:
+        pass
+
+
+def tunnel(name, port):
+    """A port on this machine's loopback reaching port on the loopback of test host name."""
+    if (name, port) in _TUNNELS:
+        return _TUNNELS[(name, port)]
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def relay(conn):
+        proc = subprocess.Popen(["podman", "exec", "-i", name, "python3", "-c", _RELAY, str(port)],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+
+        def upstream():
+            _pump(conn.recv, proc.stdin.write)
+            proc.stdin.close()
+
+        threading.Thread(target=upstream, daemon=True).start()
+        _pump(proc.stdout.read, conn.sendall)
+        # shutdown, not only close: it ends the upstream thread's recv and tells the client.
+        try:
+            conn.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        conn.close()
+        proc.wait()
+
+    def accept():
+        while True:
+            conn, _peer = listener.accept()
+            threading.Thread(target=relay, args=(conn,), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    _TUNNELS[(name, port)] = listener.getsockname()[1]
+    return _TUNNELS[(name, port)]
+
+
+def minio_endpoint(name, port=9000):
+    """host:port this machine reaches a test host's MinIO API at: its address, or a tunnel
+    when MinIO listens on the host's loopback only (minio_listen_address)."""
+    options = host(name).file("/etc/default/minio").content_string
+    if "--address 127.0.0.1:" in options:
+        return "127.0.0.1:%d" % tunnel(name, port)
+    return "%s:%d" % (address(name), port)
+
+
 def minio_client(name, access_key, secret_key, secure=False, **options):
     """A MinIO client of the S3 API on port 9000 of a test host, plain HTTP unless secure."""
-    return Minio("%s:9000" % address(name), access_key, secret_key, secure=secure, **options)
+    return Minio(minio_endpoint(name), access_key, secret_key, secure=secure, **options)
 
 
 def minio_root_client(owner, name=None):
@@ -216,7 +298,7 @@ def minio_root_client(owner, name=None):
 def minio_health(name, path):
     """The status of MinIO's /minio/health/<path> on a test host, None when it does not answer."""
     try:
-        with urllib.request.urlopen("http://%s:9000/minio/health/%s" % (address(name), path), timeout=5) as answer:
+        with urllib.request.urlopen("http://%s/minio/health/%s" % (minio_endpoint(name), path), timeout=5) as answer:
             return answer.status
     except urllib.error.HTTPError as exc:
         return exc.code

@@ -18,7 +18,9 @@ description:
   - Each role that offers a service publishes here how the others reach it, computed from group membership and the
     inventory variables of the providing host (the role's default when the inventory does not set it). No role
     reads another role's runtime facts.
-  - C(postgresql) (C(host), C(address), C(port) from C(postgresql_port)) is the first C(postgresql) host.
+  - C(postgresql) (C(host), C(address), C(port) from C(postgresql_port), C(tls) from C(postgresql_tls_enabled),
+    C(verify) when the client must connect with TLS and verify the server, that is with TLS on and the server not
+    on the asking host, C(ca_file) where a client host keeps the server's CA) is the first C(postgresql) host.
     C(s3) (C(host), C(address), C(port), C(scheme), C(tls), C(url), from C(minio_port) and C(minio_tls_enabled))
     is the first C(minio) host. C(jobs_api) (C(host), C(address), C(port) from C(jobs_api_port)) is the
     first C(mlflow) host. C(gateway) (C(host), C(scheme), C(tls) from C(gateway_tls_enabled), C(public_host))

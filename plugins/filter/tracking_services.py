@@ -23,7 +23,8 @@ description:
     C(bucket) (also its MinIO user and policy), C(unit), C(secrets_dir), C(database_password_file),
     C(s3_secret_key_file), C(users_dir) (on the controller), C(mlflow_port), C(gateway_port), C(server_name),
     C(public_host), C(public_url), C(allowed_hosts), C(cors_origins), C(allow), C(features) and
-    C(refused_routes) (the MLflow features the entry turns on; the routes of the others), C(upstreams) (host:port
+    C(refused_routes) (the MLflow features the entry turns on; the routes of the others), C(git_urls) (where the
+    runners fetch with a git credential of the entry; tokens stay in the entry), C(upstreams) (host:port
     of each MLflow host as the asking host reaches it), C(users) and C(generated_users) (names only), C(runner_users),
     and the per-service MLflow settings the entry gives (C(workers), C(environment), ...).
   - The public host is the entry's C(server_name), else the first gateway host's C(gateway_public_host) or

@@ -34,13 +34,18 @@ _IPV6 = r"[0-9A-Fa-f]{0,4}(:[0-9A-Fa-f]{0,4}){2,7}"
 # What nginx `allow` takes: an IPv4 or IPv6 address, optionally with a prefix length.
 CIDR_PATTERN = r"^(%s(/(3[0-2]|[12]?[0-9]))?|%s(/(12[0-8]|1[01][0-9]|[1-9]?[0-9]))?)$" % (_IPV4, _IPV6)
 PASSWORD_LENGTHS = (8, 128)
+# Where a git credential applies: an http(s) URL prefix with no user part (git's
+# http.<url>.* matching); its token a single line.
+GIT_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s@]*)?$"
 RUNNER_USER_PREFIX = "runner-"
+DATABASE_CA_FILE = "/etc/mlops-platform/postgresql-ca.crt"
 
 # The defaults of the settings other roles publish their endpoints with. Each is also the
 # default in its role's defaults/main.yml (a unit test keeps the two equal); the model
 # reads the inventory's value of the providing host and falls back to these.
 PUBLISHED_DEFAULTS = {
     "postgresql_port": 5432,
+    "postgresql_tls_enabled": True,
     "minio_port": 9000,
     "minio_tls_enabled": False,
     "jobs_api_port": 5080,
@@ -51,7 +56,7 @@ PUBLISHED_DEFAULTS = {
 ENTRY_KEYS = (
     "name", "state", "mlflow_port", "gateway_port", "server_name", "bucket", "users", "allow", "upstreams",
     "cors_origins", "workers", "environment", "database_pool_size", "database_max_overflow",
-    "enable_job_execution", "noncurrent_version_days", "features",
+    "enable_job_execution", "noncurrent_version_days", "features", "git_credentials",
 )
 # MLflow features the platform does not operate, and the routes (nginx regular
 # expressions over the URI) of each, which the gateway refuses unless an entry's
@@ -193,6 +198,13 @@ def platform_endpoints(hostvars, groups, local=None):
             "host": database_host,
             "address": host_address(hostvars, database_host, local),
             "port": _port(setting(database_host, "postgresql_port"), "postgresql_port of %s" % database_host),
+            # Remote clients must use TLS (hostssl) and verify the server with its CA;
+            # on loopback a client needs none.
+            "tls": _bool(setting(database_host, "postgresql_tls_enabled")),
+            "verify": _bool(setting(database_host, "postgresql_tls_enabled"))
+            and host_address(hostvars, database_host, local) != "127.0.0.1",
+            # Where a client host keeps the server's CA (mlops.platform._common database_ca).
+            "ca_file": DATABASE_CA_FILE,
         },
         "s3": {
             "host": minio_host,
@@ -214,6 +226,56 @@ def platform_endpoints(hostvars, groups, local=None):
             "public_host": gateway_public_host(hostvars, groups, local),
         },
     }
+
+
+def firewall_openings(records, hostvars, groups, host, extra=(), trusted=()):
+    """The platform's ports on host and who may reach each, from the inventory alone:
+    [{port, service, sources}], sources the platform addresses of the inventory hosts
+    that need the port and CIDR networks, or None for everyone. records are
+    tracking_services' (for the MLflow and gateway ports and each service's allow list);
+    extra further [{port, sources}] (the operator's), trusted sources every port admits.
+    One item per port: the sources of every opening of a port together."""
+    def addresses(*names):
+        return sorted({host_address(hostvars, member) for name in names for member in _group(groups, name)})
+
+    def setting(key):
+        return _get(host_vars(hostvars, host), key, PUBLISHED_DEFAULTS.get(key))
+
+    openings = []
+    if host in _group(groups, "postgresql"):
+        openings.append({"port": _port(setting("postgresql_port"), "postgresql_port of %s" % host),
+                         "service": "postgresql", "sources": addresses("mlflow", "runners")})
+    if host in _group(groups, "minio"):
+        minio = addresses("mlflow", "minio")
+        openings.append({"port": _port(setting("minio_port"), "minio_port of %s" % host), "service": "minio",
+                         "sources": minio})
+        if _bool(_get(host_vars(hostvars, host), "minio_console_enabled", False)):
+            openings.append({"port": _port(_get(host_vars(hostvars, host), "minio_console_port", 9001),
+                                           "minio_console_port of %s" % host),
+                             "service": "minio console", "sources": minio})
+    present = [r for r in records if r["present"]]
+    if host in _group(groups, "mlflow"):
+        openings += [{"port": r["mlflow_port"], "service": r["unit"], "sources": addresses("gateway")}
+                     for r in present if r["mlflow_port"]]
+        openings.append({"port": _port(setting("jobs_api_port"), "jobs_api_port of %s" % host),
+                         "service": "job API", "sources": addresses("gateway")})
+    if host in _group(groups, "gateway"):
+        openings += [{"port": r["gateway_port"], "service": "gateway of " + r["name"],
+                      "sources": sorted(r["allow"]) or None} for r in present]
+    openings += [{"port": _port(o.get("port"), "the port of firewall_allow"),
+                  "service": o.get("service") or "firewall_allow",
+                  "sources": list(o.get("sources") or [])} for o in extra]
+    merged = {}
+    for opening in openings:
+        port = merged.setdefault(opening["port"], {"port": opening["port"], "services": [], "sources": []})
+        port["services"].append(opening["service"])
+        if opening["sources"] is None or port["sources"] is None:
+            port["sources"] = None
+        else:
+            port["sources"] += opening["sources"]
+    return [{"port": number, "service": ", ".join(merged[number]["services"]),
+             "sources": None if merged[number]["sources"] is None
+             else sorted(set(merged[number]["sources"]) | set(trusted))} for number in sorted(merged)]
 
 
 # ---------------------------------------------------------------- tracking services
@@ -283,6 +345,7 @@ def _check_entry(entry, variable):
         if feature not in OPTIONAL_FEATURES:
             raise _problem(variable, name, "features must list some of %s (MLflow features the gateway refuses "
                            "unless listed)" % ", ".join(sorted(OPTIONAL_FEATURES)), feature)
+    _check_git_credentials(entry, variable, name)
     if entry.get("environment") is not None and not isinstance(entry.get("environment"), dict):
         raise _problem(variable, name, "environment must be a mapping of MLFLOW_* settings", entry["environment"])
     _check_users(entry, variable, name)
@@ -308,6 +371,32 @@ def _check_users(entry, variable, name):
     if len(set(names)) != len(names):
         raise _problem(variable, name, "users must have unique user names", names)
     return users
+
+
+def _check_git_credentials(entry, variable, name):
+    """The runners' credentials for the service's private repositories; the message names
+    the url, never a token."""
+    credentials = _list(entry, "git_credentials", variable, name)
+    for credential in credentials:
+        url = credential.get("url") if isinstance(credential, dict) else None
+        unknown = set(credential) - {"url", "username", "token"} if isinstance(credential, dict) else set()
+        if not (isinstance(url, str) and re.match(GIT_URL_PATTERN, url)) or unknown:
+            # A URL with a user part may hold a secret: not repeated.
+            raise _problem(variable, name, "git_credentials must be a list of {url, token, username} whose url is "
+                           "an http(s):// URL prefix without a user or password in it",
+                           "(a URL with a user part, not shown)" if "@" in str(url) else url)
+        token = credential.get("token")
+        if not isinstance(token, str) or not token.strip() or re.search(r"\s", token):
+            raise _problem(variable, name, "the token of git_credentials must be a non-empty string without "
+                           "spaces or line breaks", url)
+        username = credential.get("username")
+        if username is not None and not (isinstance(username, str) and re.match(USER_PATTERN, username)):
+            raise _problem(variable, name, "the username of git_credentials must be letters, digits, dot, "
+                           "underscore or hyphen (default git)", url)
+    urls = [c["url"].rstrip("/") for c in credentials]
+    if len(set(urls)) != len(urls):
+        raise _problem(variable, name, "git_credentials must give each url once", urls)
+    return credentials
 
 
 def _check_unique(records, variable):
@@ -394,6 +483,8 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
                                if feature not in _list(entry, "features", variable, name)
                                for route in OPTIONAL_FEATURES[feature]],
             "upstreams": upstreams,
+            # Where the runners fetch with a credential (the tokens stay in the entry).
+            "git_urls": [c["url"] for c in _list(entry, "git_credentials", variable, name)],
             "users": [u["user_name"] for u in users],
             "generated_users": [u["user_name"] for u in users if u.get("pass") in (None, "")],
             "runner_users": runners,

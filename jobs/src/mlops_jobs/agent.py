@@ -13,8 +13,10 @@ The configuration (JSON, root-only: it holds secrets):
   gpu_ids, cpus, memory_mb   the inventory; detected when left out (mlops_jobs.inventory)
   min_free_disk_mb   claim nothing while work_dir has less free (default 2048)
   lease_seconds, poll_seconds, log_upload_seconds, stop_grace_seconds
-  services           {name: {uri, username, password, cert_path}}: the tracking services
-                     it runs jobs of, as this host reaches them
+  services           {name: {uri, username, password, cert_path, git_credentials}}: the
+                     tracking services it runs jobs of, as this host reaches them, and
+                     the [{url, username, token}] it fetches their private repositories
+                     with (executors.fetch_environment)
 """
 
 import argparse
@@ -37,7 +39,7 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
 from mlops_jobs import inventory, runs
-from mlops_jobs.executors import EXECUTORS, ExecutorError, Gone
+from mlops_jobs.executors import EXECUTORS, ExecutorError, Gone, fetch_environment
 from mlops_jobs.queue import Queue
 
 LOG = logging.getLogger("mlops-runner")
@@ -269,7 +271,8 @@ class Agent(object):
         job.row["run_id"] = run_id
         with tracking(service):
             stage_inputs(job.row, service, os.path.join(job.workdir, "inputs"))
-        prepared = self.executor.prepare(job.row, job.workdir)
+        prepared = self.executor.prepare(job.row, job.workdir,
+                                         fetch_environment(service.get("git_credentials"), job.row["repository"]))
         # The command logs with a credential of its own, never the runner's: user
         # job-<id> and a secret the gateway accepts only while the queue says this
         # runner holds the job (start_prepared records it; any end clears it).

@@ -33,6 +33,7 @@ import time
 import requests
 
 from mlops_jobs.api import PREFIX
+from mlops_jobs.queue import repository_problem
 from mlops_jobs import runs
 from mlops_jobs.runs import RUN_STATUS
 
@@ -94,6 +95,9 @@ def request_fields(args, submitting):
     if args.commit and not COMMIT_PATTERN.match(args.commit):
         raise UsageError("--commit takes a full 40-character commit id; use --branch to name a branch")
     if args.repo:
+        problem = repository_problem(args.repo)
+        if problem:
+            raise UsageError("--repo: " + problem)
         fields["repository"] = args.repo
     if args.branch:
         fields["commit"] = resolve_commit(args.repo or getattr(args, "source_repository", None), args.branch)

@@ -21,6 +21,7 @@ cached environment, without resource limits: for development machines without sy
 Its jobs die with the agent as well (the kernel kills them when it exits).
 """
 
+import base64
 import ctypes
 import hashlib
 import os
@@ -49,11 +50,35 @@ def run(argv, timeout=600, env=None, cwd=None):
     return done.stdout
 
 
-def checkout(repository, commit, destination, timeout=900):
-    """The repository at commit in destination: a shallow fetch of that one commit."""
+def fetch_environment(credentials, repository):
+    """git's environment for fetching repository with the service's git credentials.
+
+    credentials: [{url, username, token}] (the runner's configuration). The one whose url
+    is the longest prefix of repository becomes an http.<url>.extraHeader given through
+    GIT_CONFIG_* variables: it lives only in the fetching git's environment, never in an
+    argv, the checkout's .git/config, the queue or the job's environment. git never
+    prompts: a repository that needs a credential the service lacks fails at once."""
+    env = dict(os.environ, GIT_TERMINAL_PROMPT="0")
+    chosen = None
+    for credential in credentials or []:
+        url = credential["url"].rstrip("/")
+        if (repository == url or repository.startswith(url + "/")) and (
+                chosen is None or len(url) > len(chosen["url"].rstrip("/"))):
+            chosen = credential
+    if chosen:
+        secret = base64.b64encode(("%s:%s" % (chosen.get("username") or "git", chosen["token"])).encode()).decode()
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0="http.%s.extraHeader" % chosen["url"],
+                   GIT_CONFIG_VALUE_0="Authorization: Basic " + secret)
+    return env
+
+
+def checkout(repository, commit, destination, git_env=None, timeout=900):
+    """The repository at commit in destination: a shallow fetch of that one commit
+    (git_env: fetch_environment's, for a private repository)."""
     os.makedirs(destination, exist_ok=True)
     run(["git", "init", "-q", destination])
-    run(["git", "-C", destination, "fetch", "-q", "--depth", "1", repository, commit], timeout=timeout)
+    run(["git", "-C", destination, "fetch", "-q", "--depth", "1", repository, commit], timeout=timeout,
+        env=git_env)
     run(["git", "-C", destination, "checkout", "-q", "--detach", "FETCH_HEAD"])
     head = run(["git", "-C", destination, "rev-parse", "HEAD"]).strip()
     if head != commit:
@@ -99,9 +124,9 @@ class CheckoutExecutor(object):
         open(os.path.join(venv, ".complete"), "w").close()
         return venv
 
-    def prepare(self, job, workdir):
+    def prepare(self, job, workdir, git_env=None):
         source = os.path.join(workdir, "src")
-        checkout(job["repository"], job["commit"], source)
+        checkout(job["repository"], job["commit"], source, git_env)
         return {"venv": self.environment_dir(source), "source": source}
 
     @staticmethod
@@ -164,7 +189,7 @@ class ProcessExecutor(CheckoutExecutor):
         if os.path.islink(link):
             os.unlink(link)
 
-    def prepare(self, job, workdir):
+    def prepare(self, job, workdir, git_env=None):
         self.discard(job["id"])
         area = self.area(job["id"])
         # systemd keeps /var/lib/private at 0700 for DynamicUser units; made here first
@@ -173,7 +198,7 @@ class ProcessExecutor(CheckoutExecutor):
         for sub in ("outputs", "home"):
             os.makedirs(os.path.join(area, sub), mode=0o700)
         source = os.path.join(area, "src")
-        checkout(job["repository"], job["commit"], source)
+        checkout(job["repository"], job["commit"], source, git_env)
         return {"venv": self.environment_dir(source), "source": os.path.join(self.area(job["id"], False), "src")}
 
     def start(self, job, workdir, env, log_path, prepared):
@@ -306,9 +331,9 @@ class PodmanExecutor(object):
             raise ExecutorError("the job names no image and the runner has no default_image")
         return image
 
-    def prepare(self, job, workdir):
+    def prepare(self, job, workdir, git_env=None):
         source = os.path.join(workdir, "src")
-        checkout(job["repository"], job["commit"], source)
+        checkout(job["repository"], job["commit"], source, git_env)
         image = self.image(job)
         if subprocess.run([self.podman, "image", "exists", image], check=False).returncode != 0:
             run([self.podman, "pull", "-q", image], timeout=3600)

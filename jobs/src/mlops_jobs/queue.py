@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import importlib.resources
 import json
+from urllib.parse import urlsplit
 
 import psycopg
 from psycopg import sql
@@ -70,6 +71,20 @@ def migrate(conn, api_role=None, runner_role=None):
             conn.execute(sql.SQL(grant).format(**roles))
 
 
+def repository_problem(repository):
+    """Why a repository URL may not be queued, or None. A URL carrying a secret (an
+    http(s) URL with any user part, which may be a token, or any URL with a password)
+    would be shown to every user of the service by `mlops-job show`; the message never
+    repeats the URL."""
+    parts = urlsplit(repository.strip())
+    secret = parts.password is not None or (parts.scheme in ("http", "https") and parts.username is not None)
+    if secret:
+        return ("a URL with credentials in it is refused (it would be stored in the queue and "
+                "shown to every user of the service); give the URL without them: the runners fetch private "
+                "repositories with the service's git_credentials, which the operator sets")
+    return None
+
+
 def validate_spec(spec):
     """The job request as the queue stores it; raises QueueError naming the field."""
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
@@ -81,6 +96,9 @@ def validate_spec(spec):
     for field in ("repository", "commit", "command", "experiment"):
         if not isinstance(job.get(field), str) or not job[field].strip():
             raise QueueError("%s is required and must be a non-empty string" % field)
+    problem = repository_problem(job["repository"])
+    if problem:
+        raise QueueError("repository: " + problem)
     for field, low in (("gpus", 0), ("cpus", 1), ("memory_mb", 1), ("retries", 0)):
         if isinstance(job[field], bool) or not isinstance(job[field], int) or job[field] < low:
             raise QueueError("%s must be an integer of at least %d, got %r" % (field, low, job[field]))

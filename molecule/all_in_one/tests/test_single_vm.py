@@ -22,7 +22,9 @@ ADMIN_PASSWORD = "Vm-admin-2026"
 def single_vm(*params):
     command = ["ansible-playbook", "mlops.platform.single_vm", "-e", "target=" + HOST,
                "-e", "target_connection=mlops_podman",
-               "-e", "minio_binary_file=" + os.environ["MLOPS_MINIO_BINARY"], "-e", "minio_limit_nofile=16384"]
+               "-e", "minio_binary_file=" + os.environ["MLOPS_MINIO_BINARY"], "-e", "minio_limit_nofile=16384",
+               # nft needs NET_ADMIN, which this test host lacks (multi_host tests the firewall).
+               "-e", "firewall_enabled=false"]
     for param in params:
         command += ["-e", param]
     done = subprocess.run(command, capture_output=True, text=True, timeout=1800, check=False,

@@ -4,7 +4,11 @@ gateway's upstream (and still served with either of them down), MinIO across two
 a job run by the runner on its own host; last (changes_platform, see molecule/conftest.py),
 a backup and a restore across the hosts."""
 
+import json
+import os
 import pathlib
+import re
+import subprocess
 
 import mlflow
 import pytest
@@ -12,8 +16,9 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import (EPHEMERAL, address, commit_repository, connects, gateway_get, host, jobs_cli,
-                           minio_client, platform_host, run_playbook, service_keys, user_password, wait_for, wait_for_job)
+from mlops_testing import (EPHEMERAL, address, as_postgres, commit_repository, connects, gateway_get, host, inventory_directory,
+                           jobs_cli, minio_client, platform_host, recap_changed, run_playbook, service_keys,
+                           user_password, wait_for, wait_for_job)
 
 GATEWAY = platform_host()
 MLFLOW_HOSTS = ("mh-mlflow1", "mh-mlflow2")
@@ -60,6 +65,75 @@ def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
     assert connects(mlflow, address(MINIO_HOSTS[0]), 9000, unit="mlflow@team-a")
     assert connects(mlflow, address(MINIO_HOSTS[1]), 9000)
     assert not connects(mlflow, address(MINIO_HOSTS[1]), 9000, unit="mlflow@team-a")
+
+
+# mlops.platform.firewall: each platform port and the hosts that use it; every other
+# platform host is refused (the controller is trusted in molecule.yml, as a bastion).
+EVERY_HOST = ("mh-db", *MINIO_HOSTS, *MLFLOW_HOSTS, GATEWAY, RUNNER)
+OPENINGS = [("mh-db", 5432, {*MLFLOW_HOSTS, RUNNER}), (MINIO_HOSTS[0], 9000, {*MLFLOW_HOSTS, MINIO_HOSTS[1]}),
+            (MLFLOW_HOSTS[0], 5001, {GATEWAY}), (MLFLOW_HOSTS[0], 5080, {GATEWAY})]
+
+
+@pytest.mark.parametrize("target,port,users", OPENINGS, ids=str)
+def test_each_platform_port_answers_only_the_hosts_that_use_it(target, port, users):
+    answered = {name for name in EVERY_HOST if name != target and connects(host(name), address(target), port)}
+    assert answered == users, (target, port)
+
+
+def firewall_run(*args, report=None):
+    """playbooks/firewall.yml on mh-db, with the reconcile report's callback when report is given."""
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
+    if report:
+        env.update(ANSIBLE_CALLBACKS_ENABLED="mlops.platform.drift_report", MLOPS_DRIFT_REPORT=str(report))
+    done = subprocess.run(["ansible-playbook", "-i", str(inventory_directory()), "mlops.platform.firewall",
+                           "--limit", "mh-db", *args], capture_output=True, text=True, timeout=600, check=False,
+                          env=env)
+    return done.returncode, done.stdout + done.stderr
+
+
+def test_the_firewall_keeps_the_operators_rules_and_reports_and_mends_a_rule_removed_by_hand(tmp_path):
+    db = host("mh-db")
+    db.check_output("nft add table inet operator")
+    db.check_output("nft add chain inet operator input '{ type filter hook input priority 0; policy accept; }'")
+    db.check_output("nft add rule inet operator input tcp dport 2222 counter accept")
+    try:
+        ours = db.check_output("nft -a list table inet mlops_platform")
+        handle = re.search(r"tcp dport 5432 reject with tcp reset # handle (\d+)", ours).group(1)
+        db.check_output("nft delete rule inet mlops_platform input handle %s" % handle)
+        assert connects(host(GATEWAY), address("mh-db"), 5432)
+        # Report mode: the removed rule is drift, and nothing changes.
+        report = tmp_path / "drift.json"
+        rc, output = firewall_run("--check", "--diff", report=report)
+        assert rc == 0, output[-3000:]
+        drift = json.loads(report.read_text())["drift"]
+        assert [d["host"] for d in drift if "firewall rules changed outside" in d["task"]] == ["mh-db"], drift
+        assert connects(host(GATEWAY), address("mh-db"), 5432)
+        # Apply mode puts it back; the operator's table is left as it was.
+        rc, output = firewall_run()
+        assert rc == 0, output[-3000:]
+        assert not connects(host(GATEWAY), address("mh-db"), 5432)
+        assert "tcp dport 2222" in db.check_output("nft list table inet operator")
+        rc, output = firewall_run()
+        assert rc == 0 and set(recap_changed(output)) == {0}, output[-3000:]
+    finally:
+        db.run("nft delete table inet operator")
+
+
+def test_every_database_session_from_another_host_is_encrypted_and_plain_text_is_refused():
+    sessions = as_postgres(host("mh-db"), "SELECT DISTINCT a.usename || ' ' || s.ssl FROM pg_stat_activity a "
+                           "JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL").split()
+    # MLflow's pool (team-a's login) and the runner's listening connection, each over
+    # TLS (the job API connects per request; its conninfo is checked below).
+    users = dict(zip(sessions[::2], sessions[1::2]))
+    assert {"mlflow_team_a", "mlops_jobs_runner"} <= set(users), sessions
+    assert set(users.values()) == {"true"}, sessions
+    # They verify the server's certificate and name with the platform's CA.
+    assert "sslmode=verify-full" in host(MLFLOW_HOSTS[0]).file("/etc/mlflow/services/team-a.env").content_string
+    assert "sslmode=verify-full" in host(RUNNER).file("/etc/mlops-runner/config.json").content_string
+    assert "sslmode=verify-full" in host(MLFLOW_HOSTS[0]).file("/etc/mlops-jobs/api.env").content_string
+    plain = host(MLFLOW_HOSTS[0]).run("PGCONNECT_TIMEOUT=5 psql -w 'host=mh-db dbname=mlflow_team_a "
+                                      "user=mlflow_team_a sslmode=disable' -c 'SELECT 1'")
+    assert plain.rc != 0 and "no encryption" in plain.stderr, plain.stderr
 
 
 def test_minio_runs_as_one_cluster_over_both_nodes():

@@ -28,8 +28,9 @@ def generated_password(user):
     return path.read_text().split()[0]
 
 
-def psql(client, user, password, database, sql):
-    """Run sql as user on pg-server from client; return the command result."""
+def psql(client, user, password, database, sql, sslmode="prefer"):
+    """Run sql as user on pg-server from client (libpq's sslmode, verify-full with the
+    platform's CA copied to the client); return the command result."""
     with tempfile.NamedTemporaryFile("w", delete=False) as f:
         f.write("pg-server:5432:*:%s:%s\n" % (user, password))
     try:
@@ -38,9 +39,12 @@ def psql(client, user, password, database, sql):
     finally:
         os.unlink(f.name)
     client.run("chmod 600 /root/.pgpass-test")
+    subprocess.run(["podman", "cp", str(CREDENTIALS / "pg-server" / "postgresql" / "ca.crt"),
+                    "%s:/root/postgresql-ca.crt" % client.backend.name], check=True)
     return client.run(
-        "PGPASSFILE=/root/.pgpass-test PGCONNECT_TIMEOUT=5 psql -w -h pg-server -U %s -d %s -Atc %s",
-        user, database, sql,
+        "PGPASSFILE=/root/.pgpass-test PGCONNECT_TIMEOUT=5 PGSSLMODE=%s PGSSLROOTCERT=/root/postgresql-ca.crt "
+        "psql -w -h pg-server -U %s -d %s -Atc %s",
+        sslmode, user, database, sql,
     )
 
 
@@ -84,6 +88,14 @@ def test_owner_connects_from_allowed_client(user, database):
     result = psql(allowed, user, password, database, "SELECT current_user || '@' || current_database()")
     assert result.rc == 0, result.stderr
     assert result.stdout.strip() == "%s@%s" % (user, database)
+
+
+def test_clients_on_the_network_must_use_tls_and_can_verify_the_server():
+    verified = psql(allowed, "alpha", ALPHA_PASSWORD, "tracking_alpha",
+                    "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()", sslmode="verify-full")
+    assert verified.rc == 0 and verified.stdout.strip() == "t", verified.stderr
+    plain = psql(allowed, "alpha", ALPHA_PASSWORD, "tracking_alpha", "SELECT 1", sslmode="disable")
+    assert plain.rc != 0 and "no encryption" in plain.stderr, plain.stderr
 
 
 def test_disallowed_client_is_refused():

@@ -14,8 +14,9 @@ import pytest
 from minio.credentials import StaticProvider
 from minio.minioadmin import MinioAdmin
 
-from mlops_testing import (CREDENTIALS, address, as_postgres, gateway_get, group_hosts, host, inventory_directory,
-                           minio_root, minio_root_client, mlflow_health, platform_host, recap_changed, service_running)
+from mlops_testing import (CREDENTIALS, as_postgres, gateway_get, group_hosts, host, inventory_directory,
+                           minio_endpoint, minio_root, minio_root_client, mlflow_health, platform_host, recap_changed,
+                           service_running)
 
 HOST = platform_host()
 RUNNER = group_hosts("runners")[0]
@@ -36,7 +37,7 @@ def reconcile(report, *args):
 
 
 def minio_admin():
-    return MinioAdmin(endpoint="%s:9000" % address(HOST), secure=False, credentials=StaticProvider(*minio_root(HOST)))
+    return MinioAdmin(endpoint=minio_endpoint(HOST), secure=False, credentials=StaticProvider(*minio_root(HOST)))
 
 
 def user_policies(user):
@@ -68,6 +69,14 @@ def test_without_the_callback_it_stops_before_any_change(tmp_path):
     assert "PLAY [PostgreSQL" not in output, output[-3000:]
 
 
+def remove_bucket(name):
+    """The bucket gone with every version of every object in it (team-b's jobs logged there)."""
+    client = minio_root_client(HOST)
+    for item in client.list_objects(name, recursive=True, include_version=True):
+        client.remove_object(name, item.object_name, version_id=item.version_id)
+    client.remove_bucket(name)
+
+
 @pytest.mark.injects_drift
 def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host, tmp_path):
     conf_before = node.file(GATEWAY_CONF).content_string
@@ -75,7 +84,7 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert service_running(node, "team-b") and runner_host.service("mlops-runner").is_running
 
     # The drift: one change by hand on each kind of resource.
-    minio_root_client(HOST).remove_bucket("mlflow-team-b")            # a bucket deleted (empty: new)
+    remove_bucket("mlflow-team-b")                                     # a bucket deleted
     minio_admin().detach_policy(["mlflow-team-a"], user="mlflow-team-a")  # a user's policy changed
     minio_admin().attach_policy(["readwrite"], user="mlflow-team-a")
     node.check_output("systemctl stop mlflow@team-b")                   # a tracking service stopped

@@ -3,6 +3,7 @@ CLI through the gateway (basic auth of team-a), run on runner-1 (2 configured GP
 or runner-2 (CPU only), and reported on their MLflow runs; plus what an operator sees
 on the runner hosts."""
 
+import base64
 import json
 import os
 import re
@@ -16,8 +17,8 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import (commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook,
-                           unit_exposure, wait_for_job)
+from mlops_testing import (PROJECT, commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook,
+                           tracking_env, unit_exposure, wait_for, wait_for_job)
 
 # Every test as a data scientist: MLflow's client (here and in the CLI) reaches team-a
 # through the gateway as alice.
@@ -26,6 +27,10 @@ AIO = "mlops-platform"
 RUNNERS = ("runner-1", "runner-2")
 GPU_IDS = {"GPU-00000000-0000-0000-0000-0000000000a0", "GPU-00000000-0000-0000-0000-0000000000a1"}
 REPO = "/srv/git/model"
+# team-a's git credential (molecule.yml) and the private repository it opens.
+GIT_TOKEN = "git-token-runner-5e1f93"
+GIT_HOST = "runner-2"
+PRIVATE_REPO = "http://runner-2:8418/team/model.git"
 # As many workstations have it: the CLI must still check the gateway against
 # MLFLOW_TRACKING_SERVER_CERT_PATH.
 WORKSTATION = {"REQUESTS_CA_BUNDLE": "/etc/ssl/certs/ca-certificates.crt"}
@@ -77,6 +82,27 @@ def submit(commit, *options):
     return cli(*args)["id"]
 
 
+@pytest.fixture(scope="module")
+def private_commit():
+    """A private repository of team-a: on runner-2 (a host with git), behind a git server
+    (jobs/tests/git_server.py) that answers only the token of team-a's git_credentials
+    (molecule.yml); the commit id."""
+    script = (PROJECT / "jobs" / "tests" / "git_server.py").read_text()
+    podman_exec(GIT_HOST, "sh", "-c", "cat > /usr/local/lib/test-git-server.py", stdin=script)
+    head = commit_repository(GIT_HOST, "/srv/git-src/model", {"README": "private\n"}, "private")
+    podman_exec(GIT_HOST, "rm", "-rf", "/srv/git-private")
+    podman_exec(GIT_HOST, "git", "clone", "-q", "--bare", "/srv/git-src/model", "/srv/git-private/team/model.git")
+    podman_exec(GIT_HOST, "git", "-C", "/srv/git-private/team/model.git", "config", "uploadpack.allowAnySHA1InWant",
+                "true")
+    podman_exec(GIT_HOST, "systemctl", "stop", "test-git-server", check=False)
+    podman_exec(GIT_HOST, "systemd-run", "--unit", "test-git-server", "--setenv",
+                "GIT_SERVER_CREDENTIAL=deploy:" + GIT_TOKEN,
+                "python3", "/usr/local/lib/test-git-server.py", "/srv/git-private", "8418", "0.0.0.0")
+    assert wait_for(lambda: host(GIT_HOST).socket("tcp://0.0.0.0:8418").is_listening, timeout=30)
+    yield head
+    podman_exec(GIT_HOST, "systemctl", "stop", "test-git-server", check=False)
+
+
 def test_every_runner_runs_its_agent_with_private_configuration():
     for name in RUNNERS:
         node = host(name)
@@ -85,7 +111,8 @@ def test_every_runner_runs_its_agent_with_private_configuration():
         config = node.file("/etc/mlops-runner/config.json")
         assert config.user == "root" and config.mode == 0o600
         checked = json.loads(podman_exec(name, "/opt/mlops-runner/venv/bin/mlops-runner", "--check").stdout)
-        assert checked["ok"] and checked["checked"] == {"database": "ok", "team-a": "ok"}
+        served = {"team-a": "ok", "team-b": "ok"} if name == "runner-1" else {"team-a": "ok"}
+        assert checked["ok"] and checked["checked"] == dict(served, database="ok"), checked
         # No package index was needed: the agent came from the controller's wheels.
         assert node.file("/opt/mlops-runner/venv/bin/mlops-runner").exists
         # Sandboxed, though it asks systemd to start units (about 2.3; the role's README).
@@ -127,6 +154,28 @@ def test_a_failing_job_ends_failed_with_its_log_and_ran_unprivileged(commit):
     assert '"password"' not in log
 
 
+def test_a_private_repository_runs_and_its_token_shows_nowhere(private_commit, mlflow_env):
+    job_id = cli("submit", "--repo", PRIVATE_REPO, "--commit", private_commit, "--",
+                 "sh", "-c", "env; cat .git/config .git/FETCH_HEAD; echo fetched-$(cat README)")["id"]
+    job = wait(job_id, lambda j: j["status"] in FINAL, timeout=300)
+    assert job["status"] == "SUCCEEDED", job
+    log = artifact_text(job["run_id"], "logs/job.log")
+    assert "fetched-private" in log
+    basic = base64.b64encode(("deploy:" + GIT_TOKEN).encode()).decode()
+    queue = podman_exec(AIO, "runuser", "-u", "postgres", "--", "pg_dump", "--data-only", "mlops_jobs").stdout
+    journals = [podman_exec(name, "journalctl", "--no-pager", "-u", "mlops-runner").stdout for name in RUNNERS]
+    for text in [log, json.dumps(cli("show", str(job_id))), json.dumps(cli("list")), queue] + journals:
+        assert GIT_TOKEN not in text and basic not in text
+    # The job API itself refuses a URL carrying a token, and does not repeat it.
+    refused = requests.post(mlflow_env["MLFLOW_TRACKING_URI"] + "/api/mlops/jobs", timeout=30,
+                            auth=(mlflow_env["MLFLOW_TRACKING_USERNAME"], mlflow_env["MLFLOW_TRACKING_PASSWORD"]),
+                            verify=mlflow_env["MLFLOW_TRACKING_SERVER_CERT_PATH"],
+                            json={"repository": "https://deploy:%s@git.example/m.git" % GIT_TOKEN,
+                                  "commit": private_commit, "command": "true"})
+    assert refused.status_code == 400 and "credentials in it is refused" in refused.text, refused.text
+    assert GIT_TOKEN not in refused.text
+
+
 # What the second of two jobs on one runner tries against the first (whose id and
 # marker it is given) and against the runner; each line says which way it went. (The
 # pattern [1]234 keeps pgrep from finding this script's own command line.)
@@ -143,27 +192,36 @@ ls /tmp /dev/shm | grep -q other-job-file && echo saw-its-tmp || echo its-tmp-pr
 """
 
 
-def test_two_jobs_on_one_runner_cannot_reach_each_other_nor_the_runner(commit):
-    # Both need a GPU: only runner-1 has two, so they run side by side there.
+def test_two_jobs_of_two_tenants_on_one_runner_cannot_reach_each_other_nor_the_runner(commit, monkeypatch):
+    # Both need a GPU: only runner-1 has two (and serves team-a and team-b), so they run
+    # side by side there: team-a's first, then team-b's, which probes it.
     first = submit(commit, "--gpus", "1", "--env", "MARK=marker-of-job-one", "--", "sh", "-c",
                    "echo uid=$(id -u); echo the-secret > $MLOPS_OUTPUT_DIR/secret.txt; "
                    "echo $MLFLOW_TRACKING_USERNAME:$MLFLOW_TRACKING_PASSWORD > $MLOPS_OUTPUT_DIR/credential.txt; "
                    "touch /tmp/other-job-file /dev/shm/other-job-file; sleep 1234")
     job = wait(first, lambda j: j["status"] == "RUNNING")
     assert job["runner"] == "runner-1"
-    second = submit(commit, "--gpus", "1", "--", "sh", "-c", PROBE.format(marker="marker-of-job-one", other=first))
-    probed = wait(second, lambda j: j["status"] in FINAL)
+    team_b = tracking_env("team-b", "bob")
+    second = jobs_cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--gpus", "1", "--", "sh", "-c",
+                      PROBE.format(marker="marker-of-job-one", other=first), **WORKSTATION, **team_b)["id"]
+    probed = wait_for_job(second, lambda j: j["status"] in FINAL, 300, 1.0, **WORKSTATION, **team_b)
     assert probed["status"] == "SUCCEEDED" and probed["runner"] == "runner-1", probed
     cli("cancel", str(first))
     ended = wait(first, lambda j: j["status"] in FINAL, timeout=30)
-    log = artifact_text(probed["run_id"], "logs/job.log")
+    with monkeypatch.context() as tenant:
+        for name, value in team_b.items():
+            tenant.setenv(name, value)
+        log = artifact_text(probed["run_id"], "logs/job.log")
+    # Neither tenant sees the other's job.
+    assert first not in [j["id"] for j in jobs_cli("list", **WORKSTATION, **team_b)["jobs"]]
+    assert second not in [j["id"] for j in cli("list")["jobs"]]
     for line in ("no-other-job", "no-other-env", "its-outputs-unreadable", "its-private-dir-unreadable",
                  "its-work-dir-hidden", "config-unreadable", "its-tmp-private"):
         assert line + "\n" in log, log
     # Its own processes only: the shell and what it runs.
     assert int(re.search(r"^processes=(\d+)$", log, re.M).group(1)) < 10, log
-    uids = {re.search(r"^uid=(\d+)$", artifact_text(j["run_id"], "logs/job.log"), re.M).group(1)
-            for j in (ended, probed)}
+    uids = {re.search(r"^uid=(\d+)$", text, re.M).group(1)
+            for text in (artifact_text(ended["run_id"], "logs/job.log"), log)}
     assert len(uids) == 2, uids
     # The first job's outputs reached its own run.
     assert artifact_text(ended["run_id"], "outputs/secret.txt") == "the-secret\n"
@@ -281,8 +339,9 @@ def test_the_gateway_follows_the_job_apis_port():
 
 def test_the_runner_playbook_alone_changes_nothing():
     """playbooks/runner.yml runs no gateway task: the services' URLs come from the model."""
-    rc, output = run_playbook("mlops.platform.runner")
+    rc, output = run_playbook("mlops.platform.runner", None, "-vvv")
     assert rc == 0, output[-3000:]
+    assert GIT_TOKEN not in output
     assert re.findall(r"^PLAY \[(.*?)\]", output, re.M) == ["Training runners"], output[-3000:]
     assert "mlops.platform.gateway" not in output
     changed = recap_changed(output)

@@ -99,7 +99,9 @@ def test_the_services_reach_minio_on_its_port_over_tls(before):
     services: their S3 endpoint is https on that port, checked against MinIO's private CA;
     the artifacts the runs above logged went through it."""
     port = GROUP_VARS["minio_port"]
-    assert node.socket("tcp://0.0.0.0:%d" % port).is_listening
+    # Its only client is MLflow on this host: MinIO listens on loopback (minio_listen_address).
+    assert node.socket("tcp://127.0.0.1:%d" % port).is_listening
+    assert not node.socket("tcp://0.0.0.0:%d" % port).is_listening
     for service in SERVICES:
         env = node.file("/etc/mlflow/services/%s.env" % service).content_string
         assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://127\.0\.0\.1:%d"?$' % port, env, re.M), env

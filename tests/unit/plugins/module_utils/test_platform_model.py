@@ -74,12 +74,17 @@ def test_upstreams_are_every_mlflow_host_and_runner_users_follow_runner_services
 
 def test_endpoints_follow_the_providing_hosts_inventory():
     endpoints = model.platform_endpoints(HOSTVARS, GROUPS, local="ml2")
-    assert endpoints["postgresql"] == {"host": "db", "address": "db", "port": 5433}
+    assert endpoints["postgresql"] == {"host": "db", "address": "db", "port": 5433, "tls": True, "verify": True,
+                                       "ca_file": "/etc/mlops-platform/postgresql-ca.crt"}
     assert endpoints["s3"]["url"] == "https://10.0.0.20:9100" and endpoints["s3"]["tls"]
     assert endpoints["jobs_api"] == {"host": "ml1", "address": "10.0.0.11", "port": 5090}
     alone = model.platform_endpoints({}, {}, local="vm")
     assert alone["s3"]["url"] == "http://127.0.0.1:9000"
     assert (alone["postgresql"]["address"], alone["postgresql"]["port"]) == ("127.0.0.1", 5432)
+    # On loopback a client needs no TLS; a server without it is not verified either.
+    assert alone["postgresql"]["tls"] and not alone["postgresql"]["verify"]
+    plain = model.platform_endpoints(dict(HOSTVARS, db={"postgresql_tls_enabled": False}), GROUPS, local="ml2")
+    assert not plain["postgresql"]["tls"] and not plain["postgresql"]["verify"]
     assert alone["jobs_api"]["port"] == 5080 and alone["gateway"]["scheme"] == "https"
 
 
@@ -108,6 +113,29 @@ def test_every_rule_names_the_variable_the_entry_and_the_rule(change, words):
     assert str(raised.value).startswith("mlops_tracking_services")
     for word in words:
         assert word in str(raised.value)
+
+
+@pytest.mark.parametrize("credential,words", [
+    ({"url": "https://git.example/team/", "token": "s3cret tok"}, ["without spaces", "https://git.example/team/"]),
+    ({"url": "https://git.example/team/", "token": ""}, ["token of git_credentials must be a non-empty"]),
+    ({"url": "https://bot:s3cret@git.example/team/", "token": "abc"}, ["without a user or password"]),
+    ({"url": "git@git.example:team/m.git", "token": "s3cret"}, ["http(s):// URL prefix"]),
+    ({"url": "https://git.example/", "token": "s3cret", "password": "x"}, ["{url, token, username}"]),
+    ({"url": "https://git.example/", "token": "s3cret", "username": "a b"}, ["username of git_credentials"]),
+], ids=lambda value: str(value)[:40])
+def test_a_bad_git_credential_is_named_by_its_url_never_shown(credential, words):
+    entry = dict(ENTRIES[0], git_credentials=[credential])
+    with pytest.raises(model.ModelError) as raised:
+        records([entry])
+    assert "s3cret" not in str(raised.value)
+    for word in words:
+        assert word in str(raised.value)
+
+
+def test_git_credentials_leave_only_their_urls_in_the_record():
+    entry = dict(ENTRIES[0], git_credentials=[{"url": "https://git.example/team/", "token": "s3cret-tok"}])
+    record = records([entry])[0]
+    assert record["git_urls"] == ["https://git.example/team/"] and "s3cret-tok" not in str(record)
 
 
 def test_a_bad_password_is_named_by_its_user_never_shown():
@@ -192,3 +220,24 @@ def test_a_service_refuses_the_features_its_entry_does_not_list():
     assert webhooks["features"] == ["webhooks"]
     assert model.OPTIONAL_FEATURES["webhooks"][0] not in webhooks["refused_routes"]
     assert model.OPTIONAL_FEATURES["ai_gateway"][0] in webhooks["refused_routes"]
+
+
+def test_each_port_opens_only_to_the_hosts_that_use_it():
+    services = records([ENTRIES[0], dict(ENTRIES[1], allow=["10.9.0.0/16"]), ENTRIES[2]], local=None)
+
+    def openings(host, **options):
+        return {o["port"]: (o["service"], o["sources"])
+                for o in model.firewall_openings(services, HOSTVARS, GROUPS, host, **options)}
+
+    assert openings("db") == {5433: ("postgresql", ["10.0.0.11", "10.0.0.12", "r1", "r2"])}
+    assert openings("s3") == {9100: ("minio", ["10.0.0.11", "10.0.0.12", "10.0.0.20"])}
+    # The absent service's port is not opened; the job API on the host's own port.
+    assert openings("ml1") == {5001: ("mlflow@team-a.service", ["gw"]), 5002: ("mlflow@team-b.service", ["gw"]),
+                               5090: ("job API", ["gw"])}
+    assert openings("gw") == {8443: ("gateway of team-a", None), 443: ("gateway of team-b", ["10.9.0.0/16"])}
+    assert openings("r1") == {}
+    # The operator's sources join a platform port's; trusted ones reach every port but the open ones.
+    extra = openings("gw", extra=[{"port": 443, "sources": ["bastion"]}, {"port": 22, "sources": ["10.1.0.0/24"]}],
+                     trusted=["192.0.2.9"])
+    assert extra[443] == ("gateway of team-b, firewall_allow", ["10.9.0.0/16", "192.0.2.9", "bastion"])
+    assert extra[22] == ("firewall_allow", ["10.1.0.0/24", "192.0.2.9"]) and extra[8443][1] is None
