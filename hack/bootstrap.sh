@@ -51,12 +51,31 @@ CONF
 )
   if [ -f "$conf" ] && [ "$(cat "$conf")" = "$want" ]; then
     log "podman configured"
-    return
+  else
+    need_root "configuring podman"
+    mkdir -p "$(dirname "$conf")"
+    printf '%s\n' "$want" >"$conf"
+    log "podman configured ($conf)"
   fi
-  need_root "configuring podman"
-  mkdir -p "$(dirname "$conf")"
-  printf '%s\n' "$want" >"$conf"
-  log "podman configured ($conf)"
+  configure_subids
+}
+
+# The podman executor's jobs (jobs/tests) each get a user namespace of their own
+# (--userns=auto), whose host ids root podman takes from the ranges of the user
+# `containers`: the same line the runner role writes. A `containers` line with another
+# range is replaced, other users' lines are kept.
+configure_subids() {
+  local line=containers:2147483647:2147483648 f
+  for f in /etc/subuid /etc/subgid; do
+    if [ -f "$f" ] && grep -qx "$line" "$f"; then
+      continue
+    fi
+    need_root "giving podman's user namespaces their ids ($f)"
+    touch "$f"
+    sed -i '/^containers:/d' "$f"
+    printf '%s\n' "$line" >>"$f"
+    log "podman user namespaces: $line in $f"
+  done
 }
 
 # The pinned virtual environment lives in the controller's cache, one per requirements

@@ -24,7 +24,7 @@ from test_cli import behind_gateway
 from mlops_jobs import cli
 from mlops_jobs.agent import Agent, drop_links
 from mlops_jobs.api import create_app
-from mlops_jobs.executors import LocalExecutor, PodmanExecutor
+from mlops_jobs.executors import ExecutorError, LocalExecutor, PodmanExecutor
 from mlops_jobs.queue import Queue
 
 MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
@@ -322,6 +322,102 @@ def test_cancelling_a_podman_job_removes_its_container(make_agent, api, reposito
     assert time.monotonic() - asked < 10 and row["exit_code"] is not None
     assert subprocess.run(["podman", "container", "exists", "mlops-job-%d" % job["id"]],
                           check=False).returncode != 0
+
+
+# Each podman job writes what it is, waits for the test to tell it the other job's
+# outputs directory (a file the host writes into its own), then tries to read it there
+# and to write its work directory beside its outputs.
+PEEKING_JOB = r"""
+out="$MLOPS_OUTPUT_DIR"
+id -u > "$out/uid"
+cat /proc/self/uid_map > "$out/uid_map"
+echo "secret of job $MLOPS_JOB_ID" > "$out/secret.txt"
+n=0
+while [ ! -s "$out/peer" ] && [ "$n" -lt 600 ]; do sleep 0.1; n=$((n + 1)); done
+peer=$(cat "$out/peer")
+cat "$peer/secret.txt" > "$out/read-peer" 2>&1; echo "cat exit $?" >> "$out/read-peer"
+ls "$peer" >> "$out/read-peer" 2>&1; echo "ls exit $?" >> "$out/read-peer"
+touch "$out/../planted" >> "$out/read-peer" 2>&1; echo "touch exit $?" >> "$out/read-peer"
+"""
+
+
+def id_range(text):
+    """The host ids a /proc/<pid>/uid_map or gid_map gives the namespace, which maps its 0 (root) to the first."""
+    lines = [line.split() for line in text.strip().splitlines()]
+    assert len(lines) == 1 and lines[0][0] == "0", text
+    return range(int(lines[0][1]), int(lines[0][1]) + int(lines[0][2]))
+
+
+def test_two_podman_jobs_get_host_ids_of_their_own_and_cannot_read_each_other(make_agent, api, repository,
+                                                                              mlflow_uri, podman_executor, tmp_path):
+    agent = make_agent(name="podman-3", gpu_ids=(), executor=podman_executor)
+    jobs = [submit(api, repository, PEEKING_JOB), submit(api, repository, PEEKING_JOB)]
+    workdirs = [str(tmp_path / "podman-3" / "jobs" / str(job["id"])) for job in jobs]
+    outputs = [os.path.join(workdir, "outputs") for workdir in workdirs]
+    drive([agent], api, jobs[0]["id"], lambda _row: all(
+        os.path.exists(os.path.join(out, "secret.txt")) for out in outputs))
+
+    # While both run: each container's first process as the host sees it.
+    ids = []
+    for job, out in zip(jobs, outputs):
+        pid = subprocess.run(["podman", "inspect", "--format", "{{.State.Pid}}", "mlops-job-%d" % job["id"]],
+                             check=True, capture_output=True, text=True).stdout.strip()
+        with open("/proc/%s/uid_map" % pid) as uid_map, open("/proc/%s/gid_map" % pid) as gid_map:
+            uids, gids = id_range(uid_map.read()), id_range(gid_map.read())
+        with open("/proc/%s/status" % pid) as status:
+            process = dict(line.split(":", 1) for line in status.read().splitlines() if ":" in line)
+        # Root in its container (as the job saw it), the first id of its range on the host.
+        with open(os.path.join(out, "uid")) as seen_uid, open(os.path.join(out, "uid_map")) as seen_map:
+            assert seen_uid.read().strip() == "0" and id_range(seen_map.read()) == uids
+        assert [int(x) for x in process["Uid"].split()] == [uids[0]] * 4
+        assert [int(x) for x in process["Gid"].split()] == [gids[0]] * 4
+        for taken in (uids, gids):
+            assert len(taken) == 65536 and 0 not in taken and os.getuid() not in taken and os.getgid() not in taken
+        ids.append((uids, gids))
+    for mine, theirs in zip(ids[0], ids[1]):  # the uids, then the gids
+        assert mine.stop <= theirs.start or theirs.stop <= mine.start, (mine, theirs)
+
+    # On the host the files a job writes are its namespace root's; its work directory stays root's.
+    for out, (uids, gids) in zip(outputs, ids):
+        for path in (out, os.path.join(out, "secret.txt"), os.path.join(os.path.dirname(out), "job.log")):
+            assert (os.stat(path).st_uid, os.stat(path).st_gid) == (uids[0], gids[0]), path
+        assert os.stat(os.path.dirname(out)).st_uid == 0
+
+    for out, peer in ((outputs[0], outputs[1]), (outputs[1], outputs[0])):
+        with open(os.path.join(out, ".peer"), "w") as tell:
+            tell.write(peer)
+        os.replace(os.path.join(out, ".peer"), os.path.join(out, "peer"))
+    rows = [drive([agent], api, job["id"], lambda row: row["status"] in ("SUCCEEDED", "FAILED")) for job in jobs]
+
+    for row, job, other, workdir in zip(rows, jobs, reversed(jobs), workdirs):
+        assert row["status"] == "SUCCEEDED", row
+        # The agent (root) read the outputs the job's user wrote, then removed its directory.
+        assert artifact_text(mlflow_uri, row["run_id"], "outputs/secret.txt") == "secret of job %d\n" % job["id"]
+        read = artifact_text(mlflow_uri, row["run_id"], "outputs/read-peer")
+        assert "secret of job %d" % other["id"] not in read, read
+        assert "cat exit 1" in read and "ls exit 2" in read and "No such file or directory" in read, read
+        assert "touch exit 1" in read and "Read-only file system" in read, read
+        assert not os.path.exists(workdir)
+        assert subprocess.run(["podman", "container", "exists", "mlops-job-%d" % job["id"]],
+                              check=False).returncode != 0
+
+
+class UnstartableExecutor(LocalExecutor):
+    """Prepares as the local executor does; its start fails as systemd-run or podman can."""
+
+    def start(self, job, workdir, env, log_path, prepared):
+        raise ExecutorError("podman: no subordinate ids for the user containers")
+
+
+def test_a_job_that_cannot_start_is_retried_as_a_platform_failure_and_the_agent_goes_on(make_agent, api,
+                                                                                        repository, cache_dir):
+    agent = make_agent(name="unstartable", gpu_ids=(), executor=UnstartableExecutor(cache_dir))
+    job = submit(api, repository, "true")
+    # Back to the queue after each failed start, up to the queue's limit of platform failures.
+    row = drive([agent], api, job["id"], lambda r: r["status"] == "FAILED")
+    assert "could not start on unstartable: podman: no subordinate ids" in row["reason"], row
+    assert row["exit_code"] is None and not agent.jobs
+    agent.step()
 
 
 def test_the_cli_follows_a_running_jobs_log_until_it_ends(make_agent, api, database, repository, mlflow_uri, capsys):

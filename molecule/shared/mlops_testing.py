@@ -22,6 +22,7 @@ import urllib.request
 
 import requests
 import testinfra
+import urllib3
 import yaml
 from minio import Minio
 
@@ -193,6 +194,31 @@ def connects(node, address, port, unit=""):
     return node.run("python3 -c %s %s %s %s", _CONNECT, group, address, str(port)).rc == 0
 
 
+# What a TCP socket in LISTEN state (0A) in /proc/net/tcp{,6} is bound to: the address
+# in hex (host byte order for IPv4) and the port.
+_LISTENING = r"""
+import socket, struct
+for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+    for line in open(name).read().splitlines()[1:]:
+        fields = line.split()
+        if fields[3] != "0A":
+            continue
+        address, port = fields[1].split(":")
+        raw = bytes.fromhex(address)
+        if len(raw) == 4:
+            shown = socket.inet_ntop(socket.AF_INET, raw[::-1])
+        else:
+            shown = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+        print(shown, int(port, 16))
+"""
+
+
+def listening(node):
+    """[(address, port)] of every TCP socket listening on node."""
+    return [(address, int(port)) for address, port in
+            (line.split() for line in node.check_output("python3 -c %s", _LISTENING).splitlines())]
+
+
 def service_running(node, service):
     return node.service("mlflow@" + service).is_running
 
@@ -285,8 +311,11 @@ def minio_endpoint(name, port=9000):
     return "%s:%d" % (address(name), port)
 
 
-def minio_client(name, access_key, secret_key, secure=False, **options):
-    """A MinIO client of the S3 API on port 9000 of a test host, plain HTTP unless secure."""
+def minio_client(name, access_key, secret_key, secure=False, ca=None, **options):
+    """A MinIO client of the S3 API on port 9000 of a test host, plain HTTP unless secure;
+    ca: the CA file its certificate is checked with."""
+    if ca:
+        options["http_client"] = urllib3.PoolManager(cert_reqs="CERT_REQUIRED", ca_certs=str(ca))
     return Minio(minio_endpoint(name), access_key, secret_key, secure=secure, **options)
 
 

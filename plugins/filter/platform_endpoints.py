@@ -22,10 +22,16 @@ description:
     C(verify) when the client must connect with TLS and verify the server, that is with TLS on and the server not
     on the asking host, C(ca_file) where a client host keeps the server's CA) is the first C(postgresql) host.
     C(s3) (C(host), C(address), C(port), C(scheme), C(tls), C(url), from C(minio_port) and C(minio_tls_enabled))
-    is the first C(minio) host. C(jobs_api) (C(host), C(address), C(port) from C(jobs_api_port)) is the
-    first C(mlflow) host. C(gateway) (C(host), C(scheme), C(tls) from C(gateway_tls_enabled), C(public_host))
+    is the first C(minio) host. C(mlflow) describes the MLflow hosts (C(host) the first, C(across_hosts) when the
+    C(mlflow) and C(gateway) groups are not one single host (MLflow and the job API then listen on their platform
+    addresses and are never reached on loopback), C(tls) and C(scheme) (TLS when C(mlflow_tls_enabled) is on and
+    C(across_hosts)), C(ca_file) where a gateway host keeps their CA, C(ca_dir) where the controller keeps it under
+    the credentials directory, C(tls_name) the name every MLflow host's certificate carries). C(jobs_api)
+    (C(host), C(address), C(port) from C(jobs_api_port), C(tls) and C(scheme) as C(mlflow)) is the first
+    C(mlflow) host. C(gateway) (C(host), C(scheme), C(tls) from C(gateway_tls_enabled), C(public_host))
     is the first C(gateway) host.
-  - Addresses follow the host_addresses filter; a service on the asking host is reached on loopback.
+  - Addresses follow the host_addresses filter; a service on the asking host is reached on loopback (the job API
+    only when not C(across_hosts)).
 options:
   _input:
     description: C(hostvars).
@@ -41,7 +47,7 @@ EXAMPLES = r"""
 
 RETURN = r"""
 _value:
-  description: The endpoints by service, C(postgresql), C(s3), C(jobs_api) and C(gateway).
+  description: The endpoints by service, C(postgresql), C(s3), C(mlflow), C(jobs_api) and C(gateway).
   type: dict
 """
 

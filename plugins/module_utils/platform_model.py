@@ -39,6 +39,13 @@ PASSWORD_LENGTHS = (8, 128)
 GIT_URL_PATTERN = r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s@]*)?$"
 RUNNER_USER_PREFIX = "runner-"
 DATABASE_CA_FILE = "/etc/mlops-platform/postgresql-ca.crt"
+# The gateway checks MLflow and the job API on other hosts with the CA of the MLflow
+# hosts (a private one, on the controller under <credentials>/<first MLflow host>/).
+MLFLOW_CA_FILE = "/etc/mlops-platform/mlflow-ca.crt"
+MLFLOW_CA_SUBDIR = "mlflow-tls"
+# One name every MLflow host's certificate carries besides its own: nginx checks every
+# server of an upstream against one name (proxy_ssl_name).
+MLFLOW_TLS_NAME = "mlops-mlflow"
 
 # The defaults of the settings other roles publish their endpoints with. Each is also the
 # default in its role's defaults/main.yml (a unit test keeps the two equal); the model
@@ -49,6 +56,7 @@ PUBLISHED_DEFAULTS = {
     "minio_port": 9000,
     "minio_tls_enabled": False,
     "jobs_api_port": 5080,
+    "mlflow_tls_enabled": True,
     "gateway_tls_enabled": True,
     "gateway_public_host": "",
 }
@@ -179,6 +187,15 @@ def gateway_public_host(hostvars, groups, local=None):
     return str(address) if address else host_address(hostvars, host)
 
 
+def minio_on_loopback(hostvars, groups):
+    """MinIO listens on loopback alone when its host is the platform's only MinIO node (no
+    distributed cluster) and its only MLflow host: nothing else has a reason to reach it.
+    Otherwise it listens on its host's platform address, also for clients on that host."""
+    minio = _group(groups, "minio")
+    return (len(minio) == 1 and _group(groups, "mlflow") == minio
+            and not _get(host_vars(hostvars, minio[0]), "minio_nodes"))
+
+
 def platform_endpoints(hostvars, groups, local=None):
     """How each service of the platform is reached from the host local, from the inventory alone."""
     database_host = _first(groups, "postgresql", local)
@@ -191,8 +208,16 @@ def platform_endpoints(hostvars, groups, local=None):
 
     minio_scheme = "https" if _bool(setting(minio_host, "minio_tls_enabled")) else "http"
     minio_port = _port(setting(minio_host, "minio_port"), "minio_port of %s" % minio_host)
-    minio_address = host_address(hostvars, minio_host, local)
+    minio_loopback = not _group(groups, "minio") or minio_on_loopback(hostvars, groups)
+    minio_address = host_address(hostvars, minio_host, local if minio_loopback else None)
     gateway_tls = _bool(setting(gateway_host, "gateway_tls_enabled"))
+    # The gateway reaches MLflow and the job API across hosts on any platform where the
+    # MLflow and gateway hosts are not one single host: they then listen on their hosts'
+    # platform addresses (never loopback, also for a gateway on the same host) and, with
+    # mlflow_tls_enabled, serve TLS.
+    mlflow_across_hosts = len(set(_group(groups, "mlflow")) | set(_group(groups, "gateway"))) > 1
+    mlflow_tls = _bool(setting(mlflow_host, "mlflow_tls_enabled")) and mlflow_across_hosts
+    mlflow_scheme = "https" if mlflow_tls else "http"
     return {
         "postgresql": {
             "host": database_host,
@@ -213,11 +238,26 @@ def platform_endpoints(hostvars, groups, local=None):
             "scheme": minio_scheme,
             "tls": minio_scheme == "https",
             "url": "%s://%s:%d" % (minio_scheme, minio_address, minio_port),
+            # MinIO listens on loopback alone (minio_on_loopback).
+            "loopback": minio_loopback,
+        },
+        "mlflow": {
+            "host": mlflow_host,
+            "across_hosts": mlflow_across_hosts,
+            "tls": mlflow_tls,
+            "scheme": mlflow_scheme,
+            # Where a gateway host keeps the MLflow hosts' CA, where the controller keeps it
+            # (under the credentials directory), and the name the gateway checks.
+            "ca_file": MLFLOW_CA_FILE,
+            "ca_dir": "%s/%s" % (mlflow_host, MLFLOW_CA_SUBDIR),
+            "tls_name": MLFLOW_TLS_NAME,
         },
         "jobs_api": {
             "host": mlflow_host,
-            "address": host_address(hostvars, mlflow_host, local),
+            "address": host_address(hostvars, mlflow_host, None if mlflow_across_hosts else local),
             "port": _port(setting(mlflow_host, "jobs_api_port"), "jobs_api_port of %s" % mlflow_host),
+            "tls": mlflow_tls,
+            "scheme": mlflow_scheme,
         },
         "gateway": {
             "host": gateway_host,
@@ -448,7 +488,8 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
                                     "" if gateway_port == default_port else ":%d" % gateway_port)
         upstreams = _list(entry, "upstreams", variable, name)
         if not upstreams:
-            upstreams = ["%s:%d" % (host_address(hostvars, host, local), mlflow_port)
+            near = None if endpoints["mlflow"]["across_hosts"] else local
+            upstreams = ["%s:%d" % (host_address(hostvars, host, near), mlflow_port)
                          for host in (mlflow_hosts or [local])]
         users = _check_users(entry, variable, name)
         secrets = secrets_dir(credentials_dir, name)

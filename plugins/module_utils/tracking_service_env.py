@@ -31,6 +31,7 @@ OPTION_KEYS = {
     "MLFLOW_HOST": "host",
     "MLFLOW_PORT": "port",
     "MLFLOW_WORKERS": "workers",
+    "MLFLOW_UVICORN_OPTS": "tls_certificate and tls_key",
     URI_KEY: "backend_store_uri",
     "MLFLOW_ARTIFACTS_DESTINATION": "artifacts_destination",
     "MLFLOW_S3_ENDPOINT_URL": "s3_endpoint_url",
@@ -172,6 +173,9 @@ def desired_environment(params, mlflow_version=None):
             raise TrackingServiceError(problem)
     if not params.get("host"):
         raise TrackingServiceError("host must not be empty")
+    for option in ("tls_certificate", "tls_key"):
+        if params.get(option) and re.search(r"\s", params[option]):
+            raise TrackingServiceError("%s must be a path without spaces, got %r" % (option, params[option]))
 
     managed = dict(DEFAULT_KEYS)
     managed.update({
@@ -196,6 +200,9 @@ def desired_environment(params, mlflow_version=None):
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": params.get("database_max_overflow"),
         "MLOPS_PUBLIC_URL": params.get("public_url"),
         "MLOPS_MLFLOW_VERSION": mlflow_version,
+        # mlflow server passes these to every uvicorn it starts.
+        "MLFLOW_UVICORN_OPTS": "--ssl-certfile %s --ssl-keyfile %s" % (params["tls_certificate"], params["tls_key"])
+        if params.get("tls_certificate") else None,
     }
     managed.update((k, str(v)) for k, v in optional.items() if v is not None and v != "")
     extra = _extra_environment(params.get("environment"))

@@ -24,10 +24,11 @@ import os
 import re
 import shutil
 import socket
+import ssl
 import tempfile
 import time
 from urllib.error import HTTPError, URLError
-from urllib.request import ProxyHandler, build_opener
+from urllib.request import HTTPSHandler, ProxyHandler, build_opener
 
 from ansible_collections.mlops.platform.plugins.module_utils.platform_model import name_problem, unit_name
 from ansible_collections.mlops.platform.plugins.module_utils.secrets_masking import scrub
@@ -78,8 +79,8 @@ def probe_host(host):
     return "[%s]" % host if ":" in host else host
 
 
-def internal_url(host, port):
-    return "http://%s:%s" % ("[%s]" % host if ":" in host else host, port)
+def internal_url(host, port, tls=False):
+    return "%s://%s:%s" % ("https" if tls else "http", "[%s]" % host if ":" in host else host, port)
 
 
 def service_state(unit):
@@ -228,12 +229,16 @@ class TrackingServiceHost(object):
                                                 "--no-pager", "--output", "short-iso"])
         return scrub(out if rc == 0 else err, secrets).splitlines()
 
-    def wait_for_health(self, name, host, port, timeout, secrets, interval=1.0):
-        """Wait until /health answers OK; raises TrackingServiceError with the journal tail when it does not."""
-        url = "http://%s:%s/health" % (probe_host(host), port)
+    def wait_for_health(self, name, host, port, timeout, secrets, interval=1.0, tls_ca=False):
+        """Wait until /health answers OK; raises TrackingServiceError with the journal tail when it does not.
+        tls_ca: False for plain HTTP, else https checked with that CA file (None: the system's)."""
+        url = "%s://%s:%s/health" % ("http" if tls_ca is False else "https", probe_host(host), port)
         last = "no answer"
         deadline = time.time() + timeout
-        opener = build_opener(ProxyHandler({}))
+        handlers = [ProxyHandler({})]
+        if tls_ca is not False:
+            handlers.append(HTTPSHandler(context=ssl.create_default_context(cafile=tls_ca)))
+        opener = build_opener(*handlers)
         while True:
             try:
                 response = opener.open(url, timeout=max(1.0, min(5.0, deadline - time.time())))

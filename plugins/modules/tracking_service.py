@@ -101,6 +101,20 @@ options:
       - Address the server listens on. Keep the default behind a gateway on the same host.
     type: str
     default: 127.0.0.1
+  tls_certificate:
+    description:
+      - Certificate file the server serves TLS with (uvicorn's C(--ssl-certfile), through C(MLFLOW_UVICORN_OPTS));
+        with O(tls_key). Not given, the server speaks plain HTTP.
+      - The file must be readable by the service's user; the health check then uses https, checked with O(tls_ca).
+    type: path
+  tls_key:
+    description: Private key file of O(tls_certificate), readable by the service's user.
+    type: path
+  tls_ca:
+    description:
+      - CA file the health check verifies the server's certificate with, and the name the server listens on
+        (O(host), or C(127.0.0.1) for a wildcard). Not given, the system's CAs.
+    type: path
   port:
     description:
       - Port the server listens on, 1 to 65535. Required unless O(state=absent).
@@ -342,7 +356,8 @@ def roll_back(client, name, params, link, previous_text, uri, backup, secrets, f
         for description, action in steps:
             action()
             actions.append(description)
-        client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
+        client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets,
+                               tls_ca=params.get("tls_ca") if params.get("tls_certificate") else False)
     except TrackingServiceError as exc:
         raise TrackingServiceError("%s; the rollback to %s failed too: %s" % (failure, link["current"], exc),
                                    journal=exc.journal or failure.journal, actions=actions)
@@ -364,6 +379,9 @@ def main():
             s3_secret_key=dict(type="str", no_log=True),
             s3_ignore_tls=dict(type="bool", default=False),
             host=dict(type="str", default="127.0.0.1"),
+            tls_certificate=dict(type="path"),
+            tls_key=dict(type="path", no_log=False),
+            tls_ca=dict(type="path"),
             port=dict(type="int"),
             workers=dict(type="int", default=2),
             allowed_hosts=dict(type="list", elements="str"),
@@ -381,7 +399,7 @@ def main():
             wait_timeout=dict(type="int", default=180),
         ),
         required_if=[("state", state, NEEDS_CONFIG) for state in ("present", "started", "stopped")],
-        required_together=[("s3_access_key", "s3_secret_key")],
+        required_together=[("s3_access_key", "s3_secret_key"), ("tls_certificate", "tls_key")],
         supports_check_mode=True,
     )
     params = module.params
@@ -406,7 +424,7 @@ def main():
                                            "on a host needs its own" % (params["port"], owner, client.env_path(owner)))
             desired_text = render_env(name, managed, extra)
             values = dict(managed, **extra)
-            result["internal_url"] = internal_url(params["host"], params["port"])
+            result["internal_url"] = internal_url(params["host"], params["port"], bool(params["tls_certificate"]))
         current_text, file_ok = client.read_env(name)
         current_values = parse_env(current_text)
         secrets = secret_strings(current_values, values)
@@ -441,7 +459,8 @@ def main():
                     done.append(step[1])
                 started = any(verb in ("start", "restart") for verb, _description in steps)
                 if state == "started" or (state == "present" and started):
-                    client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets)
+                    client.wait_for_health(name, params["host"], params["port"], params["wait_timeout"], secrets,
+                                           tls_ca=params.get("tls_ca") if params.get("tls_certificate") else False)
             except TrackingServiceError as exc:
                 # The steps carried out are the first len(done) of the plan.
                 done_verbs = [verb for verb, _description in steps[:len(done)]]

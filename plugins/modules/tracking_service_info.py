@@ -126,7 +126,7 @@ def describe(client, name):
         state=service_state(unit),
         enabled=unit["enabled"],
         port=port,
-        internal_url=internal_url(host, port) if port else None,
+        internal_url=internal_url(host, port, "--ssl-certfile" in values.get("MLFLOW_UVICORN_OPTS", "")) if port else None,
         public_url=values.get("MLOPS_PUBLIC_URL") or None,
         artifacts_destination=values.get("MLFLOW_ARTIFACTS_DESTINATION"),
         mlflow_version=values.get("MLOPS_MLFLOW_VERSION") or None,

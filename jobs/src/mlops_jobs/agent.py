@@ -176,8 +176,8 @@ class Agent(object):
         self.queue = queue or Queue(self.config["database"], lease_seconds=self.config["lease_seconds"])
         work_dir = self.config["work_dir"]
         self.jobs_dir = os.path.join(work_dir, "jobs")
-        # Searchable, not listable: a podman job running as job_user reaches its own
-        # directory without seeing the others' names (a process job sees none of it).
+        # Searchable, not listable: no job lists the others' directories (a process job
+        # sees none of it, a podman job only its own, mounted).
         os.makedirs(self.jobs_dir, mode=0o711, exist_ok=True)
         os.chmod(self.jobs_dir, 0o711)
         self.executor = executor or EXECUTORS[self.config["executor"]](os.path.join(work_dir, "cache"),
@@ -309,7 +309,17 @@ class Agent(object):
             shutil.rmtree(job.workdir, ignore_errors=True)
             self.executor.discard(job.id)
             return
-        handle = self.executor.start(job.row, job.workdir, env, job.log_path, prepared)
+        try:
+            handle = self.executor.start(job.row, job.workdir, env, job.log_path, prepared)
+        except (ExecutorError, OSError) as exc:
+            # systemd or podman refused to start it (a host without podman's subordinate
+            # ids, say): the platform's failure, not the job's; the agent goes on.
+            LOG.error("job %d: could not start: %s", job.id, exc)
+            self.queue.retry(job.id, self.name, "could not start on %s: %s" % (self.name, str(exc)[-500:]), True)
+            del self.jobs[job.id]
+            shutil.rmtree(job.workdir, ignore_errors=True)
+            self.executor.discard(job.id)
+            return
         job.save_handle(handle)
         job.started = time.monotonic()
         if not self.queue.start(job.id, self.name, run_id):

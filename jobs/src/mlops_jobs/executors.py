@@ -14,7 +14,8 @@ running unwatched. Each job is a sandbox of its own (see ProcessExecutor): a use
 other job has, its own /proc, /tmp and /dev/shm, and no view of the runner's files but
 its inputs (read-only), its environment and its own directory.
 
-`podman` runs the command in a container of the job's image (see PodmanExecutor).
+`podman` runs the command in a container of the job's image, in a user namespace of its
+own (see PodmanExecutor).
 
 `local` runs the command as a child process of the agent, from the same checkout and
 cached environment, without resource limits: for development machines without systemd.
@@ -307,18 +308,44 @@ class LocalExecutor(CheckoutExecutor):
 
 class PodmanExecutor(object):
     """`podman`: the command in a container of the job's image (a job without one gets
-    default_image), with the job's directory mounted at the same path (so the paths in
-    its environment hold inside), the host's network (the tracking service as the runner
-    reaches it), --cpus and --memory from the request, no capabilities, and the job's GPUs
-    passed through CDI by UUID (nvidia-ctk cdi generate) when it has any."""
+    default_image), run by root podman:
+
+    - A user namespace of its own (--userns=auto): podman gives each container a range of
+      host uids and gids, from those /etc/subuid and /etc/subgid give the user
+      `containers`, that no other container has while it exists. The job's root is an
+      unprivileged host uid no other job, and not the runner, has: a job that breaks out
+      of its container, or reaches another's files, meets them as a stranger. 65536 ids
+      each, the id space of a usual image (the range of 2^31 the runner role configures
+      holds 32768 such jobs at once).
+    - Its work directory mounted at the same path (so the paths in its environment hold
+      inside) read-only and still root's, but for what the job writes: its checkout,
+      outputs/ and its log, mounted over it and handed by podman to the job's user (:U,
+      a chown on the host to the id the container's user has there; a link in the
+      checkout is changed itself, never what it points at). The job cannot replace its
+      log or outputs/ with a link for the agent, which uploads them as root, to follow;
+      its inputs stay read-only (as the process executor's) and job.env, root's,
+      unreadable. The agent, root, reads the outputs and removes the directory afterwards
+      as before. No other job's directory is mounted. (An idmapped mount would leave the
+      files root's on the host, but runc before 1.2 cannot make one.)
+    - The host's network (the tracking service as the runner reaches it); a container
+      whose user namespace does not own its network namespace cannot mount a sysfs of
+      its own, so the host's /sys is bound read-only (what rootless podman does).
+    - --cpus and --memory from the request, no capabilities, no privilege escalation,
+      and the job's GPUs passed through CDI by UUID (nvidia-ctk cdi generate) when it has
+      any.
+
+    job_user is ignored: jobs once ran as that user (`--user`), which the user namespace
+    replaces; an agent configuration written by an older runner role still names it.
+    """
 
     name = "podman"
+    userns_size = 65536
 
     def __init__(self, cache_dir, default_image=None, podman="podman", job_user=None):
+        del job_user  # see the class's documentation
         self.cache_dir = cache_dir
         self.default_image = default_image
         self.podman = podman
-        self.job_user = job_user
 
     paths = staticmethod(CheckoutExecutor.paths)
 
@@ -350,14 +377,18 @@ class PodmanExecutor(object):
                 if "\n" in value:
                     raise ExecutorError("the value of %s has a line break" % key)
                 handle.write("%s=%s\n" % (key, value))
-        argv = [self.podman, "run", "-d", "--name", name, "--network", "host", "--env-file", env_file,
-                "--volume", "%s:%s" % (workdir, workdir), "--workdir", prepared["source"],
-                "--cpus", str(job["cpus"]), "--memory", "%dm" % job["memory_mb"], "--cap-drop", "all",
-                "--security-opt", "no-new-privileges", "--label", "mlops.job_id=%d" % job["id"]]
+        # The log is bound as a file: made here, so that the job writes into this one.
+        os.close(os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
+        argv = [self.podman, "run", "-d", "--name", name, "--userns", "auto:size=%d" % self.userns_size,
+                "--network", "host", "--volume", "/sys:/sys:ro", "--env-file", env_file,
+                "--volume", "%s:%s:ro" % (workdir, workdir)]
+        for path in (prepared["source"], self.paths(job["id"], workdir)["outputs"], log_path):
+            argv += ["--volume", "%s:%s:U" % (path, path)]
+        argv += ["--workdir", prepared["source"],
+                 "--cpus", str(job["cpus"]), "--memory", "%dm" % job["memory_mb"], "--cap-drop", "all",
+                 "--security-opt", "no-new-privileges", "--label", "mlops.job_id=%d" % job["id"]]
         for gpu in job.get("gpu_ids") or []:
             argv += ["--device", "nvidia.com/gpu=%s" % gpu]
-        if self.job_user:
-            argv += ["--user", self.job_user]
         argv += [prepared["image"], "/bin/sh", "-c", 'exec >>"$MLOPS_JOB_LOG" 2>&1; ' + job["command"]]
         run(argv)
         return name

@@ -8,7 +8,7 @@ import re
 import pytest
 from minio.error import S3Error
 
-from mlops_testing import (TRACKING_SERVICES, connects, gateway_get, gateway_url, host, minio_client,
+from mlops_testing import (TRACKING_SERVICES, connects, gateway_get, gateway_url, host, listening, minio_client,
                            module_result, platform_host, run_module, secret, service_keys, unit_exposure,
                            user_password)
 
@@ -25,30 +25,11 @@ def test_every_service_runs_under_systemd_on_loopback():
         assert "mlflow" in node.check_output("ps -o user= -p $(systemctl show -p MainPID --value mlflow@%s)" % name)
 
 
-# What a TCP socket in LISTEN state (0A) in /proc/net/tcp{,6} is bound to: the address
-# in hex (host byte order for IPv4) and the port.
-LISTENING = r"""
-import socket, struct
-for name in ("/proc/net/tcp", "/proc/net/tcp6"):
-    for line in open(name).read().splitlines()[1:]:
-        fields = line.split()
-        if fields[3] != "0A":
-            continue
-        address, port = fields[1].split(":")
-        raw = bytes.fromhex(address)
-        if len(raw) == 4:
-            shown = socket.inet_ntop(socket.AF_INET, raw[::-1])
-        else:
-            shown = socket.inet_ntop(socket.AF_INET6, b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
-        print(shown, int(port, 16))
-"""
-
-
 def test_nothing_listens_beyond_loopback_but_the_gateway():
     """One host: PostgreSQL, MinIO (minio_listen_address), MLflow and the job API on
     loopback; the gateway's ports (8443, 8444) are all the network reaches."""
-    sockets = [line.split() for line in node.check_output("python3 -c %s", LISTENING).splitlines()]
-    exposed = {int(port) for address, port in sockets if address not in ("127.0.0.1", "::1")}
+    sockets = listening(node)
+    exposed = {port for address, port in sockets if address not in ("127.0.0.1", "::1")}
     assert exposed == {8443, 8444}, sockets
     assert "--address 127.0.0.1:9000" in node.file("/etc/default/minio").content_string
 

@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from mlops_testing import group_hosts, host, minio_object, minio_root_client, wait_for
+from mlops_testing import address, group_hosts, host, listening, minio_object, minio_root_client, wait_for
 from mlops_testing import minio_health as health
 
 NODES = group_hosts("minio")
@@ -21,9 +21,14 @@ def test_every_node_is_healthy_and_sees_the_cluster(name):
         assert health(name, path) == 200, (name, path)
     volumes = host(name).file("/etc/default/minio").content_string
     assert volumes.count("http://minio") == 8
-    # minio_console_enabled with minio_console_port 9101 (converge.yml).
-    assert "--console-address :9101" in volumes and "MINIO_BROWSER" not in volumes
-    assert host(name).socket("tcp://9101").is_listening
+    # minio_console_enabled with minio_console_port 9101 (converge.yml); the API and the
+    # console on the node's platform address (its name resolved there), MinIO's API on
+    # loopback too (MinIO's own choice), nowhere else.
+    here = address(name)
+    assert "--address %s:9000 --console-address %s:9101" % (here, here) in volumes and "MINIO_BROWSER" not in volumes
+    bound = {(bound_to, port) for bound_to, port in listening(host(name))
+             if port in (9000, 9101) and bound_to not in ("127.0.0.1", "::1")}
+    assert bound == {(here, 9000), (here, 9101)}, bound
 
 
 def test_object_written_through_one_node_is_read_through_another():

@@ -16,8 +16,8 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import (EPHEMERAL, address, as_postgres, commit_repository, connects, gateway_get, host, inventory_directory,
-                           jobs_cli, minio_client, platform_host, recap_changed, run_playbook, service_keys,
+from mlops_testing import (CREDENTIALS, EPHEMERAL, address, as_postgres, commit_repository, connects, gateway_get, host, inventory_directory,
+                           jobs_cli, listening, minio_client, platform_host, recap_changed, run_playbook, service_keys,
                            user_password, wait_for, wait_for_job)
 
 GATEWAY = platform_host()
@@ -42,13 +42,48 @@ def test_each_service_runs_on_its_own_hosts():
         assert running == hosts, (service, running)
 
 
-def test_mlflow_listens_on_the_network_and_the_upstream_names_both_hosts():
-    for name in MLFLOW_HOSTS:
-        assert host(name).socket("tcp://0.0.0.0:5001").is_listening
-    config = host(GATEWAY).file("/etc/nginx/conf.d/mlops-team-a.conf").content_string
+# Each service its clients reach over the network listens on its host's platform address
+# (the address its inventory name resolves to there), PostgreSQL on loopback too; none
+# on every address.
+LISTENERS = [("mh-db", 5432), (MINIO_HOSTS[0], 9000), (MINIO_HOSTS[1], 9000), (MLFLOW_HOSTS[0], 5001),
+             (MLFLOW_HOSTS[1], 5001), (MLFLOW_HOSTS[0], 5080), (MLFLOW_HOSTS[1], 5080)]
+
+
+@pytest.mark.parametrize("name,port", LISTENERS, ids=str)
+def test_each_service_listens_on_its_platform_address_only(name, port):
+    bound = {bound_to for bound_to, number in listening(host(name)) if number == port}
+    assert bound - {"127.0.0.1", "::1"} == {address(name)}, bound
+
+
+# An https GET on a test host: prints the status, fails on any TLS or HTTP error. argv:
+# url, CA file ("" for the system's CAs).
+_GET = ("import ssl, sys, urllib.request as u\n"
+        "context = ssl.create_default_context(cafile=sys.argv[2] or None)\n"
+        "print(u.urlopen(sys.argv[1], timeout=5, context=context).status)\n")
+MLFLOW_CA = "/etc/mlops-platform/mlflow-ca.crt"
+
+
+def fetch(node, url, ca=""):
+    return node.run("python3 -c %s %s %s", _GET, url, ca)
+
+
+def test_the_gateway_reaches_mlflow_and_the_job_api_over_verified_tls():
+    gateway = host(GATEWAY)
+    config = gateway.file("/etc/nginx/conf.d/mlops-team-a.conf").content_string
     for name in MLFLOW_HOSTS:
         assert "server %s:5001 max_fails=0;" % name in config, config
-    assert "127.0.0.1:5001" not in config
+    assert "proxy_pass https://mlops_team-a;" in config and "proxy_pass https://mlops_jobs_api;" in config
+    assert "proxy_ssl_verify on;" in config and "proxy_ssl_trusted_certificate %s;" % MLFLOW_CA in config
+    for name, port, path in ((MLFLOW_HOSTS[0], 5001, "/health"), (MLFLOW_HOSTS[1], 5001, "/health"),
+                             (MLFLOW_HOSTS[0], 5080, "/api/mlops/jobs/health")):
+        # TLS with a certificate of the MLflow hosts' CA for the name the gateway uses...
+        verified = fetch(gateway, "https://%s:%d%s" % (name, port, path), MLFLOW_CA)
+        assert verified.rc == 0 and verified.stdout.strip() == "200", (name, port, verified.stderr[-500:])
+        # ...which no public CA vouches for, and no plain-text answer at all.
+        assert "CERTIFICATE_VERIFY_FAILED" in fetch(gateway, "https://%s:%d%s" % (name, port, path)).stderr
+        plain = gateway.run("python3 -c %s %s", "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)",
+                            "http://%s:%d%s" % (name, port, path))
+        assert plain.rc != 0, (name, port, plain.stdout)
 
 
 def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
@@ -136,19 +171,38 @@ def test_every_database_session_from_another_host_is_encrypted_and_plain_text_is
     assert plain.rc != 0 and "no encryption" in plain.stderr, plain.stderr
 
 
-def test_minio_runs_as_one_cluster_over_both_nodes():
+# The cluster's private CA on the controller (minio_tls_enabled in molecule.yml).
+MINIO_CA = CREDENTIALS / MINIO_HOSTS[0] / "minio" / "ca.crt"
+
+
+def test_minio_runs_as_one_cluster_over_both_nodes_over_tls():
     for name in MINIO_HOSTS:
-        answer = requests.get("http://%s:9000/minio/health/cluster" % address(name), timeout=10)
+        answer = requests.get("https://%s:9000/minio/health/cluster" % address(name), timeout=10,
+                              verify=str(MINIO_CA))
         assert answer.status_code == 200, (name, answer.status_code)
     volumes = host(MINIO_HOSTS[0]).file("/etc/default/minio").content_string
-    assert all(name in volumes for name in MINIO_HOSTS), volumes
+    assert all("https://%s:9000" % name in volumes for name in MINIO_HOSTS), volumes
+
+
+def test_mlflow_reaches_minio_over_https_checked_with_its_ca():
+    for name in MLFLOW_HOSTS:
+        node = host(name)
+        env = node.file("/etc/mlflow/services/team-a.env").content_string
+        assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://%s:9000"?$' % MINIO_HOSTS[0], env, re.M), env
+        assert re.search(r'^AWS_CA_BUNDLE="?/etc/mlflow/s3-ca\.crt"?$', env, re.M), env
+        assert node.file("/etc/mlflow/s3-ca.crt").content_string == MINIO_CA.read_text()
+        # From the MLflow host: https answers, checked with that CA; plain HTTP does not.
+        assert fetch(node, "https://%s:9000/minio/health/live" % MINIO_HOSTS[0], "/etc/mlflow/s3-ca.crt").rc == 0
+        plain = node.run("python3 -c %s %s", "import sys, urllib.request as u; u.urlopen(sys.argv[1], timeout=5)",
+                         "http://%s:9000/minio/health/live" % MINIO_HOSTS[0])
+        assert plain.rc != 0, plain.stdout
 
 
 def test_the_tutorial_logs_through_the_gateway_into_the_cluster(tutorial_run):
     assert tutorial_run["status"] == "FINISHED" and tutorial_run["predictions"] > 0
     # Any node of the cluster serves the bucket.
     for name in MINIO_HOSTS:
-        client = minio_client(name, *service_keys("team-a"))
+        client = minio_client(name, *service_keys("team-a"), secure=True, ca=MINIO_CA)
         objects = [o.object_name for o in client.list_objects("mlflow-team-a", recursive=True)]
         assert any(path.endswith("/MLmodel") for path in objects), (name, objects)
 
@@ -171,9 +225,8 @@ def test_the_service_is_served_while_either_mlflow_host_is_down(tutorial_run):
 
 
 def wait_healthy(name, timeout=120):
-    assert wait_for(lambda: host(name).run("python3 -c \"import urllib.request as u; u.urlopen("
-                                           "'http://127.0.0.1:5001/health', timeout=5)\"").rc == 0, timeout), \
-        "mlflow@team-a on %s did not answer /health again" % name
+    assert wait_for(lambda: fetch(host(name), "https://%s:5001/health" % name, "/etc/mlflow/tls/ca.crt").rc == 0,
+                    timeout), "mlflow@team-a on %s did not answer /health again" % name
 
 
 def test_a_job_submitted_through_the_gateway_runs_on_the_runner_host(mlflow_env):

@@ -65,7 +65,11 @@ def test_public_url_from_the_gateway_hosts_facts_or_its_public_host():
 def test_upstreams_are_every_mlflow_host_and_runner_users_follow_runner_services():
     team_a, team_b, old = records()
     assert team_a["upstreams"] == ["10.0.0.11:5001", "10.0.0.12:5001"]
-    assert records(local="ml1")[0]["upstreams"] == ["127.0.0.1:5001", "10.0.0.12:5001"]
+    # MLflow listens on its platform address when the gateway reaches it across hosts,
+    # so a gateway on an MLflow host does not use loopback either; on one host it does.
+    assert records(local="ml1")[0]["upstreams"] == ["10.0.0.11:5001", "10.0.0.12:5001"]
+    one_host = model.tracking_services(ENTRIES[:1], {}, {"gateway": ["vm"], "mlflow": ["vm"]}, local="vm")
+    assert one_host[0]["upstreams"] == ["127.0.0.1:5001"]
     assert team_a["runner_users"] == ["runner-r1"] and team_b["runner_users"] == ["runner-r1", "runner-r2"]
     assert old["runner_users"] == []
     assert team_a["logins"] == ["alice", "ci-bot", "runner-r1"]
@@ -77,7 +81,15 @@ def test_endpoints_follow_the_providing_hosts_inventory():
     assert endpoints["postgresql"] == {"host": "db", "address": "db", "port": 5433, "tls": True, "verify": True,
                                        "ca_file": "/etc/mlops-platform/postgresql-ca.crt"}
     assert endpoints["s3"]["url"] == "https://10.0.0.20:9100" and endpoints["s3"]["tls"]
-    assert endpoints["jobs_api"] == {"host": "ml1", "address": "10.0.0.11", "port": 5090}
+    assert endpoints["jobs_api"] == {"host": "ml1", "address": "10.0.0.11", "port": 5090, "tls": True,
+                                     "scheme": "https"}
+    assert endpoints["mlflow"] == {"host": "ml1", "across_hosts": True, "tls": True, "scheme": "https",
+                                   "ca_file": "/etc/mlops-platform/mlflow-ca.crt", "ca_dir": "ml1/mlflow-tls",
+                                   "tls_name": "mlops-mlflow"}
+    # The first MLflow host's jobs API is not loopback even from itself across hosts.
+    assert model.platform_endpoints(HOSTVARS, GROUPS, local="ml1")["jobs_api"]["address"] == "10.0.0.11"
+    untls = model.platform_endpoints(dict(HOSTVARS, ml1={"mlflow_tls_enabled": False}), GROUPS, local="gw")
+    assert untls["mlflow"]["scheme"] == "http" and not untls["jobs_api"]["tls"]
     alone = model.platform_endpoints({}, {}, local="vm")
     assert alone["s3"]["url"] == "http://127.0.0.1:9000"
     assert (alone["postgresql"]["address"], alone["postgresql"]["port"]) == ("127.0.0.1", 5432)
@@ -86,6 +98,22 @@ def test_endpoints_follow_the_providing_hosts_inventory():
     plain = model.platform_endpoints(dict(HOSTVARS, db={"postgresql_tls_enabled": False}), GROUPS, local="ml2")
     assert not plain["postgresql"]["tls"] and not plain["postgresql"]["verify"]
     assert alone["jobs_api"]["port"] == 5080 and alone["gateway"]["scheme"] == "https"
+    assert not alone["mlflow"]["tls"] and alone["s3"]["loopback"]
+    one_host = {"gateway": ["vm"], "mlflow": ["vm"], "minio": ["vm"], "postgresql": ["vm"]}
+    together = model.platform_endpoints({"vm": {"ansible_host": "10.0.0.5"}}, one_host, local="vm")
+    assert not together["mlflow"]["across_hosts"] and not together["mlflow"]["tls"]
+    assert together["s3"]["url"] == "http://127.0.0.1:9000" and together["jobs_api"]["address"] == "127.0.0.1"
+
+
+def test_minio_is_on_loopback_only_for_its_one_mlflow_host_and_otherwise_at_its_platform_address():
+    hostvars = {"ml1": {"ansible_host": "10.0.0.11"}, "ml2": {}}
+    shared = model.platform_endpoints(hostvars, {"minio": ["ml1"], "mlflow": ["ml1", "ml2"]}, local="ml1")
+    assert shared["s3"]["url"] == "http://10.0.0.11:9000" and not shared["s3"]["loopback"]
+    cluster = model.platform_endpoints(dict(hostvars, ml1={"ansible_host": "10.0.0.11", "minio_nodes": ["ml1"]}),
+                                       {"minio": ["ml1"], "mlflow": ["ml1"]}, local="ml1")
+    assert not cluster["s3"]["loopback"]
+    alone = model.platform_endpoints(hostvars, {"minio": ["ml1"], "mlflow": ["ml1"]}, local="ml1")
+    assert alone["s3"]["url"] == "http://127.0.0.1:9000" and alone["s3"]["loopback"]
 
 
 @pytest.mark.parametrize("change,words", [

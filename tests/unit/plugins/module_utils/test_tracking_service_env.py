@@ -154,6 +154,17 @@ def test_ignore_tls_is_written_only_when_true():
     assert managed["MLFLOW_S3_IGNORE_TLS"] == "true" and managed["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
+def test_a_certificate_makes_every_uvicorn_serve_tls():
+    managed, _extra = desired_environment(params())
+    assert "MLFLOW_UVICORN_OPTS" not in managed
+    managed, _extra = desired_environment(params(tls_certificate="/etc/mlflow/tls/server.crt",
+                                                 tls_key="/etc/mlflow/tls/server.key"))
+    assert managed["MLFLOW_UVICORN_OPTS"] == "--ssl-certfile /etc/mlflow/tls/server.crt --ssl-keyfile /etc/mlflow/tls/server.key"
+    with pytest.raises(TrackingServiceError) as exc:
+        desired_environment(params(tls_certificate="/etc/my certs/a.crt", tls_key="/k"))
+    assert "tls_certificate must be a path without spaces" in str(exc.value)
+
+
 def test_without_keys_and_version_no_aws_or_version_lines():
     managed, _extra = desired_environment(params(s3_endpoint_url=None, s3_access_key=None, s3_secret_key=None))
     assert not set(managed) & {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "MLFLOW_S3_ENDPOINT_URL",

@@ -38,7 +38,7 @@ class RecordingClient:
     def set_link(self, path, target):
         self._record("set_link", path, target)
 
-    def wait_for_health(self, name, host, port, timeout, secrets):
+    def wait_for_health(self, name, host, port, timeout, secrets, tls_ca=False):
         self._record("health", name)
 
 
