@@ -34,6 +34,24 @@ def pytest_configure(config):
         config.addinivalue_line("markers", "%s: %s" % (name, description))
 
 
+# What the fault tests measured (how long a service took to serve again, how many
+# requests failed meanwhile), one line each, printed at the end of the run.
+FAULT_FIGURES = []
+
+
+@pytest.fixture(scope="session")
+def fault_figures():
+    """The list a test appends its measured fault figures to (lines of text)."""
+    return FAULT_FIGURES
+
+
+def pytest_terminal_summary(terminalreporter):
+    if FAULT_FIGURES:
+        terminalreporter.section("fault figures")
+        for line in FAULT_FIGURES:
+            terminalreporter.write_line(line)
+
+
 def phase(item):
     """0 for an unmarked test, else the place of its marker in PHASES (from 1)."""
     marked = [place for place, (name, _description) in enumerate(PHASES, 1) if item.get_closest_marker(name)]

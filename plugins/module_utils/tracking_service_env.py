@@ -25,13 +25,15 @@ ARTIFACTS_PATTERN = r"^s3://([a-z0-9][a-z0-9.-]{1,61}[a-z0-9])(/\S*)?$"
 # takes * wildcards) or a bracketed IPv6 address, with an optional port; no scheme, no path.
 ALLOWED_HOST_PATTERN = r"^([A-Za-z0-9*]([A-Za-z0-9.*-]*[A-Za-z0-9*])?|\[[0-9A-Fa-f:.]+\])(:([0-9]{1,5}|\*))?$"
 URI_KEY = "MLFLOW_BACKEND_STORE_URI"
+# How long uvicorn's workers may finish their requests once told to stop (uvicorn_options).
+GRACEFUL_SHUTDOWN_SECONDS = 5
 
 # Keys set from the module's options, named by the option: `environment` cannot set them.
 OPTION_KEYS = {
     "MLFLOW_HOST": "host",
     "MLFLOW_PORT": "port",
     "MLFLOW_WORKERS": "workers",
-    "MLFLOW_UVICORN_OPTS": "tls_certificate and tls_key",
+    "MLFLOW_UVICORN_OPTS": "tls_certificate and tls_key (and the module's bounded graceful shutdown)",
     URI_KEY: "backend_store_uri",
     "MLFLOW_ARTIFACTS_DESTINATION": "artifacts_destination",
     "MLFLOW_S3_ENDPOINT_URL": "s3_endpoint_url",
@@ -200,15 +202,27 @@ def desired_environment(params, mlflow_version=None):
         "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": params.get("database_max_overflow"),
         "MLOPS_PUBLIC_URL": params.get("public_url"),
         "MLOPS_MLFLOW_VERSION": mlflow_version,
-        # mlflow server passes these to every uvicorn it starts.
-        "MLFLOW_UVICORN_OPTS": "--ssl-certfile %s --ssl-keyfile %s" % (params["tls_certificate"], params["tls_key"])
-        if params.get("tls_certificate") else None,
+        # mlflow server passes these to the uvicorn it starts.
+        "MLFLOW_UVICORN_OPTS": uvicorn_options(params),
     }
     managed.update((k, str(v)) for k, v in optional.items() if v is not None and v != "")
     extra = _extra_environment(params.get("environment"))
     for key in extra:
         managed.pop(key, None)
     return managed, extra
+
+
+def uvicorn_options(params):
+    """MLFLOW_UVICORN_OPTS: a bounded graceful shutdown, and TLS when a certificate is given.
+
+    On a stop, and when the main process dies, systemd sends SIGTERM to every process of the
+    service; the workers then finish their requests for at most GRACEFUL_SHUTDOWN_SECONDS,
+    which mlflow@.service's TimeoutStopSec (10 s) must exceed, so a crashed service is
+    serving again within seconds rather than after a long stop timeout."""
+    options = "--timeout-graceful-shutdown %d" % GRACEFUL_SHUTDOWN_SECONDS
+    if params.get("tls_certificate"):
+        options += " --ssl-certfile %s --ssl-keyfile %s" % (params["tls_certificate"], params["tls_key"])
+    return options
 
 
 # ---------------------------------------------------------------- environment file

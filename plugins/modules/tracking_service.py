@@ -25,6 +25,8 @@ description:
     upgraded by a newer MLflow) fails the module before anything changes.
   - After a start or restart, waits until C(/health) answers C(OK); when it does not, fails with the last lines of
     the unit's journal, secrets masked.
+  - Bounds uvicorn's graceful shutdown to 5 seconds (C(MLFLOW_UVICORN_OPTS)), so that a stop, and the death of the
+    service's main process, ends every worker within the unit's stop timeout and the service restarts at once.
   - With O(venv_link), an upgrade is one service at a time and undone when it fails. The unit runs MLflow through
     that symlink; pointing it at another O(venv) (another MLflow version) rewrites the configuration, upgrades the
     schema after a backup when the new MLflow needs that, and restarts the service. When the upgrade or the health

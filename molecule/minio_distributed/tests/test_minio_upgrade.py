@@ -112,6 +112,8 @@ def test_a_new_binary_replaces_the_old_on_every_node_and_keeps_it(binaries, stor
     before = {name: on_node(name) for name in NODES}
     rc, output = converge(binaries["new"])
     assert rc == 0, output[-3000:]
+    # One restart of every node (the handler runs once for all of them).
+    assert output.count("RUNNING HANDLER [mlops.platform.minio : Restart minio]") == 1, output[-3000:]
     for name in NODES:
         state = on_node(name)
         assert state["installed"] == state["running"] == binaries["new_sha"], (name, state)

@@ -306,7 +306,19 @@ def test_a_two_gpu_job_sees_exactly_its_devices_and_a_one_gpu_job_waits(commit):
     assert "devices=%s\n" % later["gpu_ids"][0] in artifact_text(later["run_id"], "logs/job.log")
 
 
-def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
+def agent_restarts():
+    """How often systemd restarted runner-1's agent, and whether it runs now."""
+    shown = podman_exec("runner-1", "systemctl", "show", "-p", "NRestarts", "-p", "ActiveState", "mlops-runner").stdout
+    values = dict(line.split("=", 1) for line in shown.split())
+    return int(values["NRestarts"]), values["ActiveState"] == "active"
+
+
+def agent_restarted_since(restarts):
+    now, active = agent_restarts()
+    return active and now > restarts
+
+
+def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit, fault_figures):
     job_id = submit(commit, "--gpus", "1", "--", "sh", "-c", "echo step-1-done; sleep 600")
     job = wait(job_id, lambda j: j["status"] == "RUNNING")
     deadline = time.monotonic() + 60
@@ -318,7 +330,14 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit):
             pass
         assert time.monotonic() < deadline, "the log was never uploaded while the job ran"
         time.sleep(1)
+    restarts, _active = agent_restarts()
+    killed = time.monotonic()
     podman_exec("runner-1", "systemctl", "kill", "--signal", "SIGKILL", "mlops-runner")
+    # Back by itself (its restart policy), claiming jobs again; how soon is printed (its
+    # stop waits for the killed job's unit, bound to it, to stop).
+    assert wait_for(lambda: agent_restarted_since(restarts), timeout=60, interval=0.25)
+    fault_figures.append("kill -9 %-28s running again after %5.1f s"
+                         % ("runner agent (mlops-runner)", time.monotonic() - killed))
     job = wait(job_id, lambda j: j["status"] in FINAL, timeout=90)
     assert job["status"] == "LOST", job
     run = MlflowClient().get_run(job["run_id"])

@@ -136,6 +136,7 @@ def test_desired_environment():
         "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "https://a.example.com",
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "5", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0",
         "MLOPS_PUBLIC_URL": "https://mlflow-a.example.com", "MLOPS_MLFLOW_VERSION": "3.17.2",
+        "MLFLOW_UVICORN_OPTS": "--timeout-graceful-shutdown 5",
     }
     assert extra == {"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "virtual", "HF_TOKEN": "tok", "N": "3"}
 
@@ -154,12 +155,13 @@ def test_ignore_tls_is_written_only_when_true():
     assert managed["MLFLOW_S3_IGNORE_TLS"] == "true" and managed["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "true"
 
 
-def test_a_certificate_makes_every_uvicorn_serve_tls():
+def test_uvicorn_stops_within_its_graceful_shutdown_and_a_certificate_makes_it_serve_tls():
     managed, _extra = desired_environment(params())
-    assert "MLFLOW_UVICORN_OPTS" not in managed
+    assert managed["MLFLOW_UVICORN_OPTS"] == "--timeout-graceful-shutdown 5"
     managed, _extra = desired_environment(params(tls_certificate="/etc/mlflow/tls/server.crt",
                                                  tls_key="/etc/mlflow/tls/server.key"))
-    assert managed["MLFLOW_UVICORN_OPTS"] == "--ssl-certfile /etc/mlflow/tls/server.crt --ssl-keyfile /etc/mlflow/tls/server.key"
+    assert managed["MLFLOW_UVICORN_OPTS"] == ("--timeout-graceful-shutdown 5 --ssl-certfile /etc/mlflow/tls/server.crt "
+                                              "--ssl-keyfile /etc/mlflow/tls/server.key")
     with pytest.raises(TrackingServiceError) as exc:
         desired_environment(params(tls_certificate="/etc/my certs/a.crt", tls_key="/k"))
     assert "tls_certificate must be a path without spaces" in str(exc.value)
