@@ -171,6 +171,12 @@ def mlflow_health(node, port):
                     " timeout=5).status)\"" % port).stdout.strip()
 
 
+def unit_properties(node, unit, *names):
+    """{name: value} of systemd properties of unit on node, as `systemctl show` gives them."""
+    shown = node.check_output("systemctl show " + " ".join("--property=" + name for name in names) + " %s", unit)
+    return dict(line.split("=", 1) for line in shown.splitlines())
+
+
 def unit_exposure(node, unit):
     """systemd's exposure figure of unit on node, 0 (locked down) to 10 (exposed); 4.0
     and below is "OK". Returns (figure, the report's end for an assertion message)."""

@@ -51,6 +51,10 @@ OPTION_KEYS = {
 # Settings for S3-compatible stores such as MinIO; `environment` may override them (AWS S3 itself, say).
 DEFAULT_KEYS = {
     "MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "path",
+    # boto3's "standard" defaults: a 3.1 s connect timeout and three attempts, so an
+    # artifact store that is down or unreachable fails an artifact request within seconds
+    # (the legacy defaults: 60 s per connection attempt, five attempts).
+    "AWS_DEFAULTS_MODE": "standard",
     "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required",
     "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
 }
@@ -213,13 +217,16 @@ def desired_environment(params, mlflow_version=None):
 
 
 def uvicorn_options(params):
-    """MLFLOW_UVICORN_OPTS: a bounded graceful shutdown, and TLS when a certificate is given.
+    """MLFLOW_UVICORN_OPTS: a bounded graceful shutdown, no access log, and TLS when a
+    certificate is given.
 
     On a stop, and when the main process dies, systemd sends SIGTERM to every process of the
     service; the workers then finish their requests for at most GRACEFUL_SHUTDOWN_SECONDS,
     which mlflow@.service's TimeoutStopSec (10 s) must exceed, so a crashed service is
-    serving again within seconds rather than after a long stop timeout."""
-    options = "--timeout-graceful-shutdown %d" % GRACEFUL_SHUTDOWN_SECONDS
+    serving again within seconds rather than after a long stop timeout. Every request is
+    logged by the gateway, with its user; MLflow's own access log would add a line per
+    request and per watchdog check (mlops.platform.watchdog), and nothing else."""
+    options = "--timeout-graceful-shutdown %d --no-access-log" % GRACEFUL_SHUTDOWN_SECONDS
     if params.get("tls_certificate"):
         options += " --ssl-certfile %s --ssl-keyfile %s" % (params["tls_certificate"], params["tls_key"])
     return options

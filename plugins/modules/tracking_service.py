@@ -27,6 +27,7 @@ description:
     the unit's journal, secrets masked.
   - Bounds uvicorn's graceful shutdown to 5 seconds (C(MLFLOW_UVICORN_OPTS)), so that a stop, and the death of the
     service's main process, ends every worker within the unit's stop timeout and the service restarts at once.
+    uvicorn's access log is off (C(--no-access-log)); the gateway logs every request with its user.
   - With O(venv_link), an upgrade is one service at a time and undone when it fails. The unit runs MLflow through
     that symlink; pointing it at another O(venv) (another MLflow version) rewrites the configuration, upgrades the
     schema after a backup when the new MLflow needs that, and restarts the service. When the upgrade or the health
@@ -160,9 +161,10 @@ options:
   environment:
     description:
       - More environment variables for the server. Keys must be environment variable names; values are strings.
-      - Variables that options set cannot be given here. The S3-compatibility defaults
+      - Variables that options set cannot be given here. The S3 defaults
         (C(MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE=path), C(AWS_REQUEST_CHECKSUM_CALCULATION=when_required),
-        C(AWS_RESPONSE_CHECKSUM_VALIDATION=when_required)) can be overridden.
+        C(AWS_RESPONSE_CHECKSUM_VALIDATION=when_required), and C(AWS_DEFAULTS_MODE=standard), which bounds a failing
+        artifact request to seconds) can be overridden.
       - Values of variables whose names contain C(PASSWORD), C(SECRET) or C(TOKEN) are masked in the diff; set
         C(no_log) on the task when any value is a secret.
     type: dict

@@ -15,6 +15,7 @@ UNITS = {
     "roles/mlflow/templates/mlflow@.service.j2": "always",
     "roles/minio/templates/minio.service.j2": "always",
     "roles/jobs/templates/mlops-jobs-api.service.j2": "always",
+    "roles/watchdog/templates/mlops-watchdog.service.j2": "always",
     "roles/runner/templates/mlops-runner.service.j2": "on-failure",
     "roles/postgresql/templates/postgresql-unit.conf.j2": "on-failure",
     "roles/gateway/templates/nginx-unit.conf.j2": "on-failure",
@@ -31,8 +32,8 @@ def settings(path):
 
 
 def test_every_long_running_unit_of_the_roles_is_listed():
-    written = {str(p.relative_to(REPO)) for p in REPO.glob("roles/*/templates/*.j2")
-               if "Type=oneshot" not in p.read_text() and ("[Service]" in p.read_text())}
+    texts = {str(p.relative_to(REPO)): p.read_text() for p in REPO.glob("roles/*/templates/*.j2")}
+    written = {path for path, text in texts.items() if "Type=oneshot" not in text and "[Service]" in text}
     assert written == set(UNITS)
 
 

@@ -6,13 +6,15 @@ the scenario's unmarked tests, see molecule/conftest.py)."""
 import os
 import pathlib
 import re
+import time
 
 import pytest
 import requests
 import yaml
 
-from mlops_testing import (TRACKING_SERVICES, as_postgres, gateway_get, host, minio_root_client, mlflow_health,
-                           module_result, platform_host, recap_changed, run_module, service_running, user_password)
+from mlops_testing import (TRACKING_SERVICES, as_postgres, gateway_ca, gateway_get, gateway_url, host, minio_client,
+                           minio_root_client, mlflow_health, module_result, platform_host, recap_changed, run_module,
+                           service_keys, service_running, user_password)
 from mlops_testing import platform_playbook as playbook
 
 HOST = platform_host()
@@ -32,16 +34,23 @@ def with_change(index, **changes):
     return services
 
 
-@pytest.mark.parametrize("services,words", [
-    (with_change(0, name="Team-A"), ["Team-A", "lowercase letters, digits and hyphens"]),
-    (with_change(1, name="team_b"), ["team_b", "lowercase letters, digits and hyphens"]),
-    (with_change(1, mlflow_port=5001), ["tracking_services", "no two services may share a port"]),
-    (with_change(1, gateway_port=8443), ["tracking_services", "no two services may share a port"]),
-    (with_change(0, server_name="https://mlflow.example.com"), ["server_name", "no scheme"]),
-    (with_change(0, bucket="s3://mlflow-team-a"), ["bucket", "lowercase"]),
-], ids=["capitals", "underscore", "mlflow-port-twice", "gateway-port-twice", "host-with-scheme", "bucket-not-a-name"])
-def test_site_refuses_bad_input_before_any_change(services, words):
-    rc, output = playbook("site", {"mlops_tracking_services": services})
+def services_given(services):
+    return {"mlops_tracking_services": services}
+
+
+@pytest.mark.parametrize("extra_vars,words", [
+    (services_given(with_change(0, name="Team-A")), ["Team-A", "lowercase letters, digits and hyphens"]),
+    (services_given(with_change(1, name="team_b")), ["team_b", "lowercase letters, digits and hyphens"]),
+    (services_given(with_change(1, mlflow_port=5001)), ["tracking_services", "no two services may share a port"]),
+    (services_given(with_change(1, gateway_port=8443)), ["tracking_services", "no two services may share a port"]),
+    (services_given(with_change(0, server_name="https://mlflow.example.com")), ["server_name", "no scheme"]),
+    (services_given(with_change(0, bucket="s3://mlflow-team-a")), ["bucket", "lowercase"]),
+    ({"watchdog_interval": 0}, ["watchdog_interval must be 1 or more"]),
+    ({"mlflow_gc_on_calendar": "every blue moon"}, ["mlflow_gc_on_calendar must be a systemd calendar expression"]),
+], ids=["capitals", "underscore", "mlflow-port-twice", "gateway-port-twice", "host-with-scheme", "bucket-not-a-name",
+        "watchdog-interval", "gc-calendar"])
+def test_site_refuses_bad_input_before_any_change(extra_vars, words):
+    rc, output = playbook("site", extra_vars)
     assert rc != 0, output[-3000:]
     for word in words:
         assert word in output, output[-3000:]
@@ -187,3 +196,45 @@ def test_one_step_of_one_role_runs_alone_by_its_tag():
     assert tasks - allowed == set(), sorted(tasks - allowed)
     changed = recap_changed(output)
     assert changed and set(changed) == {0}, output[-3000:]
+
+
+def test_mlflow_gc_deletes_for_good_what_was_deleted_long_enough_ago():
+    """mlflow_gc_enabled, runs deleted more than a day ago (this scenario's
+    mlflow_gc_older_than): the timer's unit, started by hand, removes a run deleted two
+    days ago, its rows and its artifact, and keeps a run deleted a moment ago and one not
+    deleted, with theirs."""
+    assert node.check_output("systemctl is-enabled mlflow-gc@team-a.timer") == "enabled"
+    client = requests.Session()
+    client.trust_env = False
+    client.verify = str(gateway_ca())
+    client.auth = ("alice", user_password("team-a", "alice"))
+    api = gateway_url(8443, "/api/2.0/mlflow")
+    experiment = client.post(api + "/experiments/create", json={"name": "gc-%d" % time.time()}, timeout=30).json()
+    runs = {}
+    for name in ("old", "fresh", "kept"):
+        info = client.post(api + "/runs/create", json={"experiment_id": experiment["experiment_id"]},
+                           timeout=30).json()["run"]["info"]
+        key = info["artifact_uri"].split(":/", 1)[1] + "/note.txt"
+        put = client.put(gateway_url(8443, "/api/2.0/mlflow-artifacts/artifacts/" + key), data=name.encode(),
+                         timeout=30)
+        assert put.status_code == 200, put.text
+        runs[name] = (info["run_id"], key)
+    for name in ("old", "fresh"):
+        assert client.post(api + "/runs/delete", json={"run_id": runs[name][0]}, timeout=30).status_code == 200
+    as_postgres(node, "update runs set deleted_time = deleted_time - 2 * 86400 * 1000 where run_uuid = '%s'"
+                % runs["old"][0], "mlflow_team_a")
+    node.check_output("systemctl start mlflow-gc@team-a.service")
+    bucket = minio_client(HOST, *service_keys("team-a"))
+
+    def stored(name):
+        return [o.object_name for o in bucket.list_objects("mlflow-team-a", prefix=runs[name][1], recursive=True)]
+
+    assert client.get(api + "/runs/get", params={"run_id": runs["old"][0]}, timeout=30).status_code == 404
+    assert stored("old") == []
+    assert client.get(api + "/runs/get", params={"run_id": runs["fresh"][0]},
+                      timeout=30).json()["run"]["info"]["lifecycle_stage"] == "deleted"
+    assert client.get(api + "/runs/get", params={"run_id": runs["kept"][0]},
+                      timeout=30).json()["run"]["info"]["lifecycle_stage"] == "active"
+    assert stored("fresh") == [runs["fresh"][1]] and stored("kept") == [runs["kept"][1]]
+    journal = node.check_output("journalctl -u mlflow-gc@team-a.service --no-pager --output=cat")
+    assert "Run with ID %s has been permanently deleted" % runs["old"][0] in journal, journal[-2000:]

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
 from mlops_testing import (PROJECT, commit_repository, host, jobs_cli, podman_exec, recap_changed, run_playbook,
-                           tracking_env, unit_exposure, wait_for, wait_for_job)
+                           tracking_env, unit_exposure, unit_properties, wait_for, wait_for_job)
 
 # Every test as a data scientist: MLflow's client (here and in the CLI) reaches team-a
 # through the gateway as alice.
@@ -308,8 +308,7 @@ def test_a_two_gpu_job_sees_exactly_its_devices_and_a_one_gpu_job_waits(commit):
 
 def agent_restarts():
     """How often systemd restarted runner-1's agent, and whether it runs now."""
-    shown = podman_exec("runner-1", "systemctl", "show", "-p", "NRestarts", "-p", "ActiveState", "mlops-runner").stdout
-    values = dict(line.split("=", 1) for line in shown.split())
+    values = unit_properties(host("runner-1"), "mlops-runner", "NRestarts", "ActiveState")
     return int(values["NRestarts"]), values["ActiveState"] == "active"
 
 

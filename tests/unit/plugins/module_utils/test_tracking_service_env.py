@@ -131,12 +131,12 @@ def test_desired_environment():
         "MLFLOW_ARTIFACTS_DESTINATION": "s3://mlflow-team-a", "MLFLOW_S3_ENDPOINT_URL": "https://minio.example.com:9000",
         "AWS_ACCESS_KEY_ID": "mlflow-team-a", "AWS_SECRET_ACCESS_KEY": "very-secret-key",
         "AWS_REQUEST_CHECKSUM_CALCULATION": "when_required", "AWS_RESPONSE_CHECKSUM_VALIDATION": "when_required",
-        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+        "AWS_DEFAULTS_MODE": "standard", "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
         "MLFLOW_SERVER_ALLOWED_HOSTS": "mlflow-a.example.com,localhost",
         "MLFLOW_SERVER_CORS_ALLOWED_ORIGINS": "https://a.example.com",
         "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE": "5", "MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW": "0",
         "MLOPS_PUBLIC_URL": "https://mlflow-a.example.com", "MLOPS_MLFLOW_VERSION": "3.17.2",
-        "MLFLOW_UVICORN_OPTS": "--timeout-graceful-shutdown 5",
+        "MLFLOW_UVICORN_OPTS": "--timeout-graceful-shutdown 5 --no-access-log",
     }
     assert extra == {"MLFLOW_BOTO_CLIENT_ADDRESSING_STYLE": "virtual", "HF_TOKEN": "tok", "N": "3"}
 
@@ -157,10 +157,11 @@ def test_ignore_tls_is_written_only_when_true():
 
 def test_uvicorn_stops_within_its_graceful_shutdown_and_a_certificate_makes_it_serve_tls():
     managed, _extra = desired_environment(params())
-    assert managed["MLFLOW_UVICORN_OPTS"] == "--timeout-graceful-shutdown 5"
+    assert managed["MLFLOW_UVICORN_OPTS"] == "--timeout-graceful-shutdown 5 --no-access-log"
     managed, _extra = desired_environment(params(tls_certificate="/etc/mlflow/tls/server.crt",
                                                  tls_key="/etc/mlflow/tls/server.key"))
-    assert managed["MLFLOW_UVICORN_OPTS"] == ("--timeout-graceful-shutdown 5 --ssl-certfile /etc/mlflow/tls/server.crt "
+    assert managed["MLFLOW_UVICORN_OPTS"] == ("--timeout-graceful-shutdown 5 --no-access-log "
+                                              "--ssl-certfile /etc/mlflow/tls/server.crt "
                                               "--ssl-keyfile /etc/mlflow/tls/server.key")
     with pytest.raises(TrackingServiceError) as exc:
         desired_environment(params(tls_certificate="/etc/my certs/a.crt", tls_key="/k"))
