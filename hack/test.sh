@@ -12,7 +12,9 @@ all_stages=(deps images minio yamllint ansible-lint sanity units jobs integratio
 if [ "$#" -gt 0 ]; then stages=("$@"); else stages=("${all_stages[@]}"); fi
 
 hack="$repo_root/hack"
-declare -a report=()
+# One line per stage run, "name exit-status seconds" (stages may run in lanes, in subshells).
+results=$(mktemp)
+trap 'rm -f "$results"' EXIT
 passed=0
 failed=0
 
@@ -39,8 +41,8 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=2140 [runner]=1320 [multi_host]=1160 [upgrade]=650
-  [minio_single]=370 [minio_distributed]=405 [postgresql]=240)
+declare -A molecule_seconds=([all_in_one]=2040 [runner]=1340 [multi_host]=1730 [upgrade]=670
+  [minio_single]=430 [minio_distributed]=490 [postgresql]=390)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
@@ -123,20 +125,48 @@ run_stage() {
   ( "stage_$name" )
   rc=$?
   end=$(date +%s)
-  if [ "$rc" -eq 0 ]; then
-    passed=$((passed + 1)); report+=("$(printf '%-13s passed  %5ss' "$name" "$((end - start))")")
-  else
-    failed=$((failed + 1)); report+=("$(printf '%-13s FAILED  %5ss' "$name" "$((end - start))")")
-  fi
+  echo "$name $rc $((end - start))" >>"$results"
   printf '######## stage %s: %s in %ss ########\n' "$name" "$([ "$rc" -eq 0 ] && echo passed || echo FAILED)" "$((end - start))"
   return "$rc"
 }
 
+# The check stages before molecule take one process each, so they run in two lanes on
+# the 2-core CI machine, longest first, each stage's lines prefixed with its name.
+declare -A stage_seconds=([integration]=190 [sanity]=85 [jobs]=73 [ansible-lint]=61 [units]=19 [yamllint]=2)
+run_check_stages() { # stage...
+  local -a lane=("" "") sorted=() pids=()
+  local work=(0 0) s i pid
+  read -r -a sorted < <(for s in "$@"; do echo "${stage_seconds[$s]:-60} $s"; done | sort -rn | cut -d' ' -f2 | xargs)
+  for s in "${sorted[@]}"; do
+    i=$((work[1] < work[0] ? 1 : 0))
+    work[i]=$((work[i] + ${stage_seconds[$s]:-60}))
+    lane[i]+="${lane[i]:+ }$s"
+  done
+  for i in 0 1; do
+    [ -n "${lane[i]}" ] || continue
+    (for s in ${lane[i]}; do run_stage "$s" 2>&1 | sed -u "s/^/[$s] /"; done) &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid"; done
+}
+
 summary() {
+  local name rc seconds word
   printf '\n######## summary ########\n'
-  printf '%s\n' "${report[@]}"
+  while read -r name rc seconds; do
+    if [ "$rc" -eq 0 ]; then passed=$((passed + 1)) word=passed; else failed=$((failed + 1)) word=FAILED; fi
+    printf '%-13s %s  %5ss\n' "$name" "$word" "$seconds"
+  done <"$results"
+  # A stage whose lane died before it ended has no line: that is a failure too.
+  for name in "${stages[@]}"; do
+    grep -q "^$name " "$results" || { failed=$((failed + 1)); printf '%-13s no result\n' "$name"; }
+  done
   printf 'stages: %d passed, %d failed\n' "$passed" "$failed"
 }
+
+for s in "${stages[@]}"; do
+  declare -F "stage_$s" >/dev/null || die "unknown stage $s (stages: ${all_stages[*]})"
+done
 
 # Setup first, always, so a single check stage can be run on a fresh machine.
 for s in deps images minio; do
@@ -153,9 +183,13 @@ for s in deps images minio; do
   fi
 done
 
+checks=()
 for s in "${stages[@]}"; do
-  is_setup "$s" && continue
-  run_stage "$s"
+  is_setup "$s" || [ "$s" = molecule ] || checks+=("$s")
+done
+[ "${#checks[@]}" -eq 0 ] || run_check_stages "${checks[@]}"
+for s in "${stages[@]}"; do
+  [ "$s" != molecule ] || run_stage molecule
 done
 
 summary

@@ -1,6 +1,7 @@
 """Re-runs of mlops.platform.minio on the converged node: the binary from other sources, secrets at -vvv,
 bad input, a given certificate."""
 
+import hashlib
 import os
 import pathlib
 import subprocess
@@ -16,6 +17,7 @@ BINARY = os.environ["MLOPS_MINIO_BINARY"]
 
 
 def variables(**overrides):
+    """The converge's variables with the binary from a file (as the build cache keeps it)."""
     base = {
         "mlops_credentials_dir": str(CREDENTIALS),
         "minio_binary_file": BINARY,
@@ -33,10 +35,21 @@ def changed_count(output):
     return int(recap[-1].split("changed=")[1].split()[0])
 
 
-def test_the_same_binary_from_a_file_or_the_build_cache_changes_nothing():
-    # The converged node got the binary from a URL; the same bytes from a file, or from
-    # the controller's build cache by module version, change nothing. A new binary, its
-    # one restart and the old one kept: minio_distributed's test_minio_upgrade.py.
+def from_the_url():
+    """The converge's own variables: the binary from a URL with its checksum."""
+    with open(BINARY, "rb") as binary:
+        digest = hashlib.file_digest(binary, "sha256").hexdigest()
+    return variables(minio_binary_file="", minio_binary_url="file://" + BINARY, minio_binary_sha256=digest)
+
+
+def test_the_same_binary_from_its_url_a_file_or_the_build_cache_changes_nothing():
+    # The converged node got the binary from a URL: the role's second run from the same
+    # URL (the scenario's idempotence step, steps-covered), then the same bytes from a
+    # file, or from the controller's build cache by module version, change nothing. A new
+    # binary, its one restart and the old one kept: minio_distributed's test_minio_upgrade.py.
+    again = apply_role("mlops.platform.minio", HOST, from_the_url())
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert changed_count(again.stdout) == 0
     same = apply_role("mlops.platform.minio", HOST, variables())
     assert same.returncode == 0, same.stdout[-3000:]
     assert changed_count(same.stdout) == 0
@@ -48,8 +61,10 @@ def test_the_same_binary_from_a_file_or_the_build_cache_changes_nothing():
 
 
 def test_no_root_password_at_vvv_in_check_mode():
+    # Check mode on the converged node with its own variables: the scenario's check step
+    # too (steps-covered).
     password = minio_root(HOST)[1]
-    result = apply_role("mlops.platform.minio", HOST, variables(), "--check", "--diff", "-vvv")
+    result = apply_role("mlops.platform.minio", HOST, from_the_url(), "--check", "--diff", "-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     assert changed_count(result.stdout) == 0

@@ -2,12 +2,13 @@
 
 Bad input is applied to pg-client-denied, a host without a PostgreSQL server: after
 each refusal the server package must still be absent. The secrets check runs the
-converge variables in check mode at -vvv against the converged server.
+converge variables in check mode at -vvv against the converged server, which is the
+scenario's check step too (zero changed; steps-covered).
 """
 
 import pytest
 
-from mlops_testing import CREDENTIALS, host
+from mlops_testing import CREDENTIALS, address, host, recap_changed
 from mlops_testing import apply_role as apply_any_role
 
 ALPHA_PASSWORD = "alpha-password-for-tests"
@@ -74,6 +75,7 @@ def test_no_password_in_verbose_check_mode_output():
     beta = (CREDENTIALS / "pg-server" / "postgresql" / "beta.password").read_text().split()[0]
     variables = {
         "postgresql_listen_addresses": ["*"],
+        "postgresql_clients": [{"address": address("pg-client-allowed") + "/32"}],
         "postgresql_work_mem": "8MB",
         "postgresql_databases": [
             {"name": "tracking_alpha", "owner": "alpha", "password": ALPHA_PASSWORD},
@@ -85,6 +87,8 @@ def test_no_password_in_verbose_check_mode_output():
     result = apply_role("pg-server", variables, "--check", "--diff", "-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
+    changed = recap_changed(result.stdout)
+    assert changed and set(changed) == {0}, result.stdout[-3000:]
     assert ALPHA_PASSWORD not in output
     assert beta not in output
     # And no process on the server carries a password in its command line.
