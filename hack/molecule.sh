@@ -32,12 +32,24 @@ covered() { # step: where the scenario's steps-covered file says the step is ass
   [ -n "$where" ] && echo "$where"
 }
 
+# The scenario's containers, then its named volumes (mlops-test-<scenario>-*, such as
+# multi_host's MinIO drives, which must outlive a restart of their container): none is
+# left from an earlier run, none stays after this one.
+destroy() {
+  molecule destroy -s "$scenario" >/dev/null 2>&1 || true
+  podman volume ls -q --filter "name=^mlops-test-$scenario-" | xargs -r podman volume rm -f >/dev/null 2>&1 || true
+}
+
 for debian in "${versions[@]}"; do
   steps=""
   export MOLECULE_DEBIAN=$debian MLOPS_IMAGE_PREFIX
   log "molecule $scenario on Debian $debian"
-  molecule destroy -s "$scenario" >/dev/null 2>&1 || true
-  trap 'molecule destroy -s "$scenario" >/dev/null 2>&1 || true' EXIT
+  destroy
+  trap destroy EXIT
+  if [ -f "molecule/$scenario/network" ]; then
+    read -r network subnet < <(grep -v '^#' "molecule/$scenario/network")
+    podman network exists "$network" || podman network create --subnet "$subnet" "$network" >/dev/null
+  fi
   timed create molecule create -s "$scenario"
   timed converge molecule converge -s "$scenario"
   if where=$(covered idempotence); then
@@ -66,6 +78,7 @@ for debian in "${versions[@]}"; do
   # hold it ("network is being used", seen once with the runner scenario's 3 hosts):
   # a second destroy, after the containers are gone, finishes the job.
   molecule destroy -s "$scenario" || { sleep 10; molecule destroy -s "$scenario"; }
+  destroy
   trap - EXIT
   log "molecule $scenario on Debian $debian: passed ($steps)"
 done

@@ -41,8 +41,8 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=2040 [runner]=1340 [multi_host]=1730 [upgrade]=670
-  [minio_single]=430 [minio_distributed]=490 [postgresql]=390)
+declare -A molecule_seconds=([all_in_one]=2150 [runner]=1330 [multi_host]=1750 [upgrade]=750
+  [minio_single]=545 [minio_distributed]=440 [postgresql]=430)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"

@@ -67,3 +67,23 @@ def test_every_final_state_has_a_run_status_and_tags():
                    "mlops.runner": "gpu-1", "mlops.exit_code": "-15"})
     status, tags = run_end("LOST", None, "the runner did not see the command end", "gpu-1")
     assert status == "FAILED" and "mlops.exit_code" not in tags
+
+
+@pytest.mark.parametrize("state,stopping,expected", [
+    ({"LoadState": "loaded", "ActiveState": "active", "ExecMainCode": "0"}, False, None),
+    ({"LoadState": "loaded", "ActiveState": "active", "ExecMainCode": "1", "ExecMainStatus": "3"}, True, 3),
+    ({"LoadState": "loaded", "ActiveState": "failed", "ExecMainCode": "2", "ExecMainStatus": "9"}, False, -9),
+    # Killed while the host shuts down: the platform lost the job, it did not fail.
+    ({"LoadState": "loaded", "ActiveState": "deactivating", "ExecMainCode": "2", "ExecMainStatus": "15"}, True, "Gone"),
+    ({"LoadState": "not-found", "ActiveState": "inactive"}, False, "Gone"),
+])
+def test_a_job_unit_reads_as_running_ended_or_lost(monkeypatch, state, stopping, expected):
+    from mlops_jobs import executors
+    executor = ProcessExecutor("/var/lib/mlops-runner/cache")
+    monkeypatch.setattr(executor, "_show", lambda unit: state)
+    monkeypatch.setattr(executors, "host_stopping", lambda: stopping)
+    if expected == "Gone":
+        with pytest.raises(executors.Gone):
+            executor.poll("mlops-job-7.service")
+    else:
+        assert executor.poll("mlops-job-7.service") == expected

@@ -432,11 +432,15 @@ class Agent(object):
         return 0.25 if self.jobs else self.config["poll_seconds"]
 
     def serve(self):
+        notify_systemd(b"WATCHDOG=1")
         self.register()
         self.reconcile()
         self.queue.listen()
         signal.signal(signal.SIGTERM, self.request_stop)
         while not (self.stopping and not self.jobs):
+            # Alive: one ping per turn of the loop. A loop stuck longer than the unit's
+            # WatchdogSec= (runner_watchdog_seconds) is killed by systemd and restarted.
+            notify_systemd(b"WATCHDOG=1")
             self.step()
             self.queue.wait(self.pause())
         self.pool.shutdown()
@@ -445,6 +449,22 @@ class Agent(object):
         """SIGTERM: claim nothing more, finish what runs (drain), then exit."""
         LOG.info("stopping: claiming nothing more, waiting for %d jobs", len(self.jobs))
         self.stopping = True
+
+
+def notify_systemd(message):
+    """sd_notify(3): send message to systemd's notification socket, when the agent runs
+    under a unit that has one (NotifyAccess=); nothing otherwise."""
+    path = os.environ.get("NOTIFY_SOCKET")
+    if not path:
+        return
+    if path.startswith("@"):
+        path = "\0" + path[1:]
+    try:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.connect(path)
+            sock.sendall(message)
+    except OSError as exc:
+        LOG.warning("could not notify systemd (%s): %s", message.decode(), exc)
 
 
 def check(config):

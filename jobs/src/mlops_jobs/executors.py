@@ -245,6 +245,10 @@ class ProcessExecutor(CheckoutExecutor):
         code, status = state.get("ExecMainCode", "0"), int(state.get("ExecMainStatus", "0") or 0)
         if code == "0" and state.get("ActiveState") in ("active", "activating", "deactivating"):
             return None
+        # A job killed while the host shuts down (systemd stops the jobs' units before the
+        # agent's, which they are ordered after) did not fail: the platform lost it.
+        if code != "1" and host_stopping():
+            raise Gone(handle)
         # ExecMainCode: 1 exited (status is the exit code), 2/3 killed/dumped (status is the signal).
         return status if code == "1" else -status
 
@@ -257,6 +261,12 @@ class ProcessExecutor(CheckoutExecutor):
     def cleanup(self, handle):
         subprocess.run(["systemctl", "stop", handle], capture_output=True, check=False)
         subprocess.run(["systemctl", "reset-failed", handle], capture_output=True, check=False)
+
+
+def host_stopping():
+    """Whether systemd is shutting the host down."""
+    done = subprocess.run(["systemctl", "is-system-running"], capture_output=True, text=True, check=False)
+    return done.stdout.strip() == "stopping"
 
 
 def _die_with_parent():

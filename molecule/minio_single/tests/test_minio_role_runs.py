@@ -1,5 +1,5 @@
-"""Re-runs of mlops.platform.minio on the converged node: the binary from other sources, secrets at -vvv,
-bad input, a given certificate."""
+"""Re-runs of mlops.platform.minio on the converged node: a given certificate, the binary from other sources,
+secrets at -vvv, bad input."""
 
 import hashlib
 import os
@@ -42,9 +42,46 @@ def from_the_url():
     return variables(minio_binary_file="", minio_binary_url="file://" + BINARY, minio_binary_sha256=digest)
 
 
+def test_given_certificate_is_served_then_private_ca_again():
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = pathlib.Path(tmp)
+
+        def openssl(*args):
+            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
+
+        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=operator test CA",
+                "-keyout", "ca.key", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
+                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + HOST, "-keyout", "node.key", "-out", "node.csr")
+        (tmp / "san.ext").write_text("subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n" % HOST)
+        openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+                "-days", "2", "-out", "node.crt", "-extfile", "san.ext")
+        given = variables(minio_tls_cert_file=str(tmp / "node.crt"), minio_tls_key_file=str(tmp / "node.key"),
+                          minio_tls_ca_file=str(tmp / "ca.crt"))
+        result = apply_role("mlops.platform.minio", HOST, given)
+        assert result.returncode == 0, result.stdout[-3000:]
+        served_cert = x509.load_pem_x509_certificate(
+            node.file("/etc/minio/certs/public.crt").content_string.encode())
+        assert served_cert.issuer.rfc4514_string() == "CN=operator test CA"
+        served = node.check_output(
+            "python3 -c \"import ssl,urllib.request;"
+            "print(urllib.request.urlopen('https://localhost:9000/minio/health/ready',"
+            "context=ssl.create_default_context(cafile='/etc/minio/certs/CAs/ca.crt')).status)\"")
+        assert served == "200"
+        assert changed_count(apply_role("mlops.platform.minio", HOST, given).stdout) == 0
+
+    # Back to the private CA; that this run left the node as converged (a run after it
+    # changes nothing) is the next test's first assertion.
+    restored = apply_role("mlops.platform.minio", HOST, variables())
+    assert restored.returncode == 0, restored.stdout[-3000:]
+    ca = (CREDENTIALS / HOST / "minio" / "ca.crt").read_text()
+    assert node.file("/etc/minio/certs/CAs/ca.crt").content_string.strip() == ca.strip()
+
+
 def test_the_same_binary_from_its_url_a_file_or_the_build_cache_changes_nothing():
     # The converged node got the binary from a URL: the role's second run from the same
-    # URL (the scenario's idempotence step, steps-covered), then the same bytes from a
+    # URL (the scenario's idempotence step, steps-covered; the certificate test before it
+    # ends back on the converge's private CA), then the same bytes from a
     # file, or from the controller's build cache by module version, change nothing. A new
     # binary, its one restart and the old one kept: minio_distributed's test_minio_upgrade.py.
     again = apply_role("mlops.platform.minio", HOST, from_the_url())
@@ -93,38 +130,3 @@ def test_bad_input_fails_before_any_change():
         assert message in output, "%s: %r not in output:\n%s" % (name, message, output[-2000:])
         assert changed_count(output) == 0, name
     assert node.check_output("stat -c %Y /etc/default/minio /etc/minio/root.env /usr/local/bin/minio") == before
-
-
-def test_given_certificate_is_served_then_private_ca_again():
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = pathlib.Path(tmp)
-
-        def openssl(*args):
-            subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=tmp)
-
-        openssl("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=operator test CA",
-                "-keyout", "ca.key", "-out", "ca.crt", "-addext", "basicConstraints=critical,CA:TRUE",
-                "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-        openssl("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=" + HOST, "-keyout", "node.key", "-out", "node.csr")
-        (tmp / "san.ext").write_text("subjectAltName=DNS:%s,DNS:localhost,IP:127.0.0.1\n" % HOST)
-        openssl("x509", "-req", "-in", "node.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
-                "-days", "2", "-out", "node.crt", "-extfile", "san.ext")
-        given = variables(minio_tls_cert_file=str(tmp / "node.crt"), minio_tls_key_file=str(tmp / "node.key"),
-                          minio_tls_ca_file=str(tmp / "ca.crt"))
-        result = apply_role("mlops.platform.minio", HOST, given)
-        assert result.returncode == 0, result.stdout[-3000:]
-        served_cert = x509.load_pem_x509_certificate(
-            node.file("/etc/minio/certs/public.crt").content_string.encode())
-        assert served_cert.issuer.rfc4514_string() == "CN=operator test CA"
-        served = node.check_output(
-            "python3 -c \"import ssl,urllib.request;"
-            "print(urllib.request.urlopen('https://localhost:9000/minio/health/ready',"
-            "context=ssl.create_default_context(cafile='/etc/minio/certs/CAs/ca.crt')).status)\"")
-        assert served == "200"
-        assert changed_count(apply_role("mlops.platform.minio", HOST, given).stdout) == 0
-
-    restored = apply_role("mlops.platform.minio", HOST, variables())
-    assert restored.returncode == 0, restored.stdout[-3000:]
-    assert changed_count(apply_role("mlops.platform.minio", HOST, variables()).stdout) == 0
-    ca = (CREDENTIALS / HOST / "minio" / "ca.crt").read_text()
-    assert node.file("/etc/minio/certs/CAs/ca.crt").content_string.strip() == ca.strip()

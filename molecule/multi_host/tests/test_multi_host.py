@@ -2,13 +2,15 @@
 service on its own host, one tracking service served by MLflow on two hosts behind the
 gateway's upstream (and still served with either of them down), MinIO across two nodes,
 a job run by the runner on its own host; last (changes_platform, see molecule/conftest.py),
-a backup and a restore across the hosts."""
+a backup and a restore across the hosts, then every host restarted at once."""
 
 import json
 import os
 import pathlib
 import re
 import subprocess
+import tempfile
+import time
 
 import mlflow
 import pytest
@@ -267,3 +269,64 @@ def test_backup_and_restore_across_the_hosts(tutorial_run, mlflow_env):
     assert client.get_run(tutorial_run["run_id"]).info.status == "FINISHED"
     model = mlflow.artifacts.download_artifacts("runs:/%s/model" % tutorial_run["run_id"], dst_path=str(EPHEMERAL))
     assert (pathlib.Path(model) / "MLmodel").is_file()
+
+
+def job_log(run_id):
+    """The job's log as uploaded to its run so far ('' while there is none)."""
+    with tempfile.TemporaryDirectory() as directory:
+        try:
+            return pathlib.Path(MlflowClient().download_artifacts(run_id, "logs/job.log", directory)).read_text()
+        except Exception:  # pylint: disable=broad-exception-caught
+            return ""
+
+
+def serves():
+    try:
+        return get(SEARCH).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+@pytest.mark.changes_platform
+def test_every_host_restarted_at_once_serves_again_and_its_running_job_ends_lost(
+        tutorial_run, mlflow_env, fault_figures):
+    commit = commit_repository(RUNNER, REPO, {"long.sh": "echo step-1-done\nsleep 600\n",
+                                              "hello.sh": "echo hello from $(hostname)\n"}, "long")
+    job_id = jobs_cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "long.sh")["id"]
+    job = wait_for_job(job_id, lambda j: j["status"] == "RUNNING", timeout=300, interval=1)
+    assert wait_for(lambda: "step-1-done" in job_log(job["run_id"]), timeout=60, interval=1), \
+        "the job's log was never uploaded while it ran"
+
+    # The whole platform restarted at once, as after a power cut: every container stopped
+    # (its systemd shuts its services down; killed after 40 s) and started again, each
+    # host with its address (molecule.yml) and its disks.
+    started = time.monotonic()
+    restarts = [subprocess.Popen(["podman", "restart", "--time", "40", name], stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE, text=True) for name in EVERY_HOST]
+    for name, restart in zip(EVERY_HOST, restarts):
+        assert restart.wait(timeout=180) == 0, (name, restart.stderr.read())
+
+    # Serving again with nothing done by hand: the gateway, MLflow on both hosts, the
+    # database, and the tutorial's model read back from the MinIO cluster.
+    assert wait_for(serves, timeout=300, interval=1), "the gateway did not serve team-a within 300 s"
+    fault_figures.append("restart of all %d hosts    serving again after %5.1f s"
+                         % (len(EVERY_HOST), time.monotonic() - started))
+    for name in MLFLOW_HOSTS:
+        wait_healthy(name)
+    with tempfile.TemporaryDirectory() as directory:
+        model = mlflow.artifacts.download_artifacts("runs:/%s/model" % tutorial_run["run_id"], dst_path=directory)
+        assert (pathlib.Path(model) / "MLmodel").is_file()
+
+    # The job that was running is LOST, its run FAILED with the log it had written.
+    job = wait_for_job(job_id, lambda j: j["status"] in FINAL, timeout=180, interval=2)
+    assert job["status"] == "LOST", job
+    run = MlflowClient().get_run(job["run_id"])
+    assert run.info.status == "FAILED" and run.data.tags["mlops.job_status"] == "LOST"
+    assert "step-1-done" in job_log(job["run_id"])
+
+    # The runner takes new jobs, and every firewall is back: a port still refused to a
+    # host that does not use it.
+    hello = jobs_cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "hello.sh")["id"]
+    assert wait_for_job(hello, lambda j: j["status"] in FINAL, timeout=300, interval=2)["status"] == "SUCCEEDED"
+    assert not connects(host(GATEWAY), address("mh-db"), 5432)
+    assert connects(host(RUNNER), address("mh-db"), 5432)

@@ -8,16 +8,10 @@ scenario's check step too (zero changed; steps-covered).
 
 import pytest
 
-from mlops_testing import CREDENTIALS, address, host, recap_changed
-from mlops_testing import apply_role as apply_any_role
+from converged import ALPHA_PASSWORD, apply_role, converge_variables
+from mlops_testing import CREDENTIALS, host, recap_changed
 
-ALPHA_PASSWORD = "alpha-password-for-tests"
 GOOD_DATABASE = {"name": "app", "owner": "app", "password": "a-good-long-password"}
-
-
-def apply_role(target, variables, *extra):
-    return apply_any_role("mlops.platform.postgresql", target,
-                          dict(variables, mlops_credentials_dir=str(CREDENTIALS)), *extra)
 
 
 BAD_INPUTS = {
@@ -49,6 +43,10 @@ BAD_INPUTS = {
         {"postgresql_shared_buffers": "2048"},
         ["postgresql_shared_buffers", "512MB"],
     ),
+    "backup never stale": (
+        {"postgresql_backup_enabled": True, "postgresql_backup_max_age_hours": 0},
+        ["postgresql_backup_max_age_hours at least 1 (got 0)"],
+    ),
     "invalid backup calendar": (
         {"postgresql_backup_enabled": True, "postgresql_backup_on_calendar": "every night"},
         ["postgresql_backup_on_calendar", "every night", "not a systemd calendar"],
@@ -73,18 +71,7 @@ def test_bad_input_fails_before_any_change(case):
 
 def test_no_password_in_verbose_check_mode_output():
     beta = (CREDENTIALS / "pg-server" / "postgresql" / "beta.password").read_text().split()[0]
-    variables = {
-        "postgresql_listen_addresses": ["*"],
-        "postgresql_clients": [{"address": address("pg-client-allowed") + "/32"}],
-        "postgresql_work_mem": "8MB",
-        "postgresql_databases": [
-            {"name": "tracking_alpha", "owner": "alpha", "password": ALPHA_PASSWORD},
-            {"name": "tracking-beta", "owner": "beta"},
-        ],
-        "postgresql_backup_enabled": True,
-        "postgresql_backup_retention": 2,
-    }
-    result = apply_role("pg-server", variables, "--check", "--diff", "-vvv")
+    result = apply_role("pg-server", converge_variables(), "--check", "--diff", "-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     changed = recap_changed(result.stdout)

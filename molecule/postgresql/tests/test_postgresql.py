@@ -6,15 +6,17 @@ and a backup that restores. Passwords reach the clients in a .pgpass file copied
 with `podman cp`, never on a command line.
 """
 
+import json
 import os
 import subprocess
 import tempfile
 
 import pytest
 
+from converged import ALPHA_PASSWORD, apply_role, converge_variables
 from mlops_testing import CREDENTIALS, PG_VERSION, as_postgres, host
 
-ALPHA_PASSWORD = "alpha-password-for-tests"
+BACKUPS = "/var/backups/postgresql"
 
 server = host("pg-server")
 allowed = host("pg-client-allowed")
@@ -116,7 +118,11 @@ def test_database_is_private_to_its_owner():
     assert "permission denied for database" in result.stderr
 
 
-def test_backup_runs_from_its_timer_service_and_restores():
+def backup_status():
+    return json.loads(server.file(BACKUPS + "/status.json").content_string)
+
+
+def test_backup_runs_from_its_timer_restores_and_counts_every_database():
     assert server.service("mlops-postgresql-backup.timer").is_enabled
     assert server.service("mlops-postgresql-backup.timer").is_running
     setup = psql(
@@ -125,20 +131,90 @@ def test_backup_runs_from_its_timer_service_and_restores():
         "INSERT INTO runs VALUES (1, 'first'), (2, 'second')",
     )
     assert setup.rc == 0, setup.stderr
+    # A database the role does not know (the mlflow role makes the tracking services'):
+    # backed up all the same, found when the backup starts.
+    as_postgres(server, "DROP DATABASE IF EXISTS made_elsewhere")
+    as_postgres(server, "CREATE DATABASE made_elsewhere")
+    as_postgres(server, "CREATE TABLE metrics AS SELECT generate_series(1, 500) AS step", "made_elsewhere")
 
     # Three runs with retention 2: two dumps stay, the newest holds the table.
     for _run in range(3):
         server.check_output("systemctl start mlops-postgresql-backup.service")
         server.check_output("sleep 1")
-    dumps = sorted(server.check_output("ls -1 /var/backups/postgresql/tracking_alpha").split())
+    dumps = sorted(server.check_output("ls -1 %s/tracking_alpha", BACKUPS).split())
     assert len(dumps) == 2, dumps
     assert all(d.startswith("tracking_alpha-") and d.endswith(".dump") for d in dumps)
-    assert server.file("/var/backups/postgresql/tracking_alpha").mode == 0o700
-    assert len(server.check_output("ls -1 /var/backups/postgresql/_globals").split()) == 2
+    assert server.file(BACKUPS + "/tracking_alpha").mode == 0o700
+    assert len(server.check_output("ls -1 %s/_globals", BACKUPS).split()) == 2
 
-    newest = "/var/backups/postgresql/tracking_alpha/" + dumps[-1]
+    # Each dump was restored into a scratch database and counted against the snapshot
+    # it was made from; the status says so, and the scratch database is gone.
+    status = backup_status()
+    assert status["result"] == "ok" and status["errors"] == [] and status["last_success"] == status["finished"]
+    assert set(status["databases"]) == {"tracking_alpha", "tracking-beta", "made_elsewhere"}
+    assert status["databases"]["tracking_alpha"]["rows"] == {"public.runs": 2}
+    assert status["databases"]["made_elsewhere"]["rows"] == {"public.metrics": 500}
+    assert all(entry["verified"] for entry in status["databases"].values())
+    assert status["databases"]["tracking_alpha"]["dump"] == BACKUPS + "/tracking_alpha/" + dumps[-1]
+    assert server.file(BACKUPS + "/status.json").mode == 0o600
+    assert as_postgres(server, "SELECT count(*) FROM pg_database WHERE datname = 'mlops_backup_verify'") == "0"
+
+    newest = BACKUPS + "/tracking_alpha/" + dumps[-1]
     server.check_output("runuser -u postgres -- dropdb --if-exists restore_check")
     server.check_output("runuser -u postgres -- createdb restore_check")
     server.check_output("runuser -u postgres -- pg_restore --no-owner --dbname=restore_check %s", newest)
     assert as_postgres(server, "SELECT string_agg(name, ',' ORDER BY id) FROM runs", "restore_check") == "first,second"
     server.check_output("runuser -u postgres -- dropdb restore_check")
+    as_postgres(server, "DROP DATABASE made_elsewhere")
+
+
+# Sets status.json's times back by three days, as if no backup had run since.
+AGE_STATUS = """
+import datetime, json, sys
+path = sys.argv[1]
+status = json.load(open(path))
+for key in ("started", "finished", "last_success"):
+    moment = datetime.datetime.fromisoformat(status[key]) - datetime.timedelta(days=3)
+    status[key] = moment.isoformat()
+json.dump(status, open(path, "w"))
+"""
+
+
+@pytest.mark.injects_drift
+def test_a_stale_or_failed_backup_is_drift_the_next_run_reports_and_mends(monkeypatch, tmp_path):
+    server.check_output("python3 -c %s %s", AGE_STATUS, BACKUPS + "/status.json")
+    stale = backup_status()
+    server.check_output("chmod 0500 %s/tracking_alpha", BACKUPS)
+    try:
+        # A run finds the last good backup three days old, backs up at once, and fails
+        # naming the database and pg_dump's error; the other databases are backed up all
+        # the same, and the last good run is remembered.
+        result = apply_role("pg-server", converge_variables())
+        output = result.stdout + result.stderr
+        assert result.returncode != 0
+        assert "Back up now: the last good backup, at %s, is 72 hours old" % stale["last_success"] in output, \
+            output[-3000:]
+        assert "mlops-postgresql-backup.service: the last backup, at" in output, output[-3000:]
+        assert "tracking_alpha: pg_dump" in output
+        failed = backup_status()
+        assert failed["result"] == "failed", failed
+        assert [e.split(":")[:2] for e in failed["errors"]] == [["tracking_alpha", " pg_dump"]], failed["errors"]
+        assert set(failed["databases"]) == {"tracking-beta"}
+        assert failed["last_success"] == stale["last_success"]
+
+        # Report mode (the reconcile's --check): the failure is the one drift, named.
+        monkeypatch.setenv("ANSIBLE_CALLBACKS_ENABLED", "mlops.platform.drift_report")
+        monkeypatch.setenv("MLOPS_DRIFT_REPORT", str(tmp_path / "drift.json"))
+        result = apply_role("pg-server", converge_variables(), "--check")
+        assert result.returncode == 0, result.stdout[-3000:]
+        drift = json.loads((tmp_path / "drift.json").read_text())["drift"]
+        assert [(d["host"], d["resource"]) for d in drift] == [
+            ("pg-server", "systemd_service mlops-postgresql-backup.service")], drift
+        assert "failed: tracking_alpha: pg_dump" in drift[0]["task"], drift[0]["task"]
+    finally:
+        server.check_output("chmod 0700 %s/tracking_alpha", BACKUPS)
+
+    # The cause gone, the timer's next run is good again.
+    server.check_output("systemctl start mlops-postgresql-backup.service")
+    mended = backup_status()
+    assert mended["result"] == "ok" and mended["last_success"] == mended["finished"] > failed["finished"]

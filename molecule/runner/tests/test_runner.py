@@ -346,6 +346,24 @@ def test_killing_the_agent_mid_job_ends_it_lost_with_its_log_so_far(commit, faul
     assert host("runner-1").service("mlops-runner").is_running
 
 
+def test_a_hung_agent_is_killed_by_its_watchdog_and_runs_again(fault_figures):
+    # Frozen (SIGSTOP): alive to systemd, deaf to the queue, and no request a health
+    # check could ask. Its loop stops pinging; after runner_watchdog_seconds (30 here,
+    # molecule.yml) systemd kills it and its restart policy starts it again.
+    restarts, _active = agent_restarts()
+    frozen = time.monotonic()
+    podman_exec("runner-1", "systemctl", "kill", "--signal", "SIGSTOP", "mlops-runner")
+    try:
+        assert wait_for(lambda: agent_restarted_since(restarts), timeout=120, interval=0.5), \
+            "the frozen agent was not restarted within 120 s"
+    finally:
+        podman_exec("runner-1", "systemctl", "kill", "--signal", "SIGCONT", "mlops-runner", check=False)
+    fault_figures.append("SIGSTOP %-28s running again after %5.1f s (watchdog 30 s)"
+                         % ("runner agent (mlops-runner)", time.monotonic() - frozen))
+    journal = podman_exec("runner-1", "journalctl", "-u", "mlops-runner", "--no-pager", "-n", "50").stdout
+    assert "watchdog" in journal.lower(), journal[-2000:]
+
+
 def test_the_gateway_follows_the_job_apis_port():
     """jobs_api_port is 5090 in molecule.yml: the API listens there and the gateway,
     which reads the port from the inventory (no runtime fact of the mlflow role), sends
