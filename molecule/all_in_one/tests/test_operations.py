@@ -87,6 +87,16 @@ def test_stop_stops_only_that_service_and_start_brings_it_back():
     assert rc == 0, output[-3000:]
     assert service_running(node, "team-b") and mlflow_health(node, 5002) == "200"
 
+    # A service of the inventory that was never created is refused, naming it: start and
+    # stop act on the service alone and install nothing (op=create does).
+    team_c = {"name": "team-c", "mlflow_port": 5003, "gateway_port": 8445}
+    rc, output = playbook("tracking_service", services_given(SERVICES_AS_GIVEN + [team_c]),
+                          "-e", "op=start", "-e", "service=team-c")
+    assert rc != 0
+    assert '["team-c"] never ran on %s' % HOST in output and "op=create" in output, output[-3000:]
+    assert not node.file("/etc/mlflow/services/team-c.env").exists
+    assert not database_exists("mlflow_team_c")
+
 
 def test_users_file_replaces_the_services_users(tmp_path):
     users = tmp_path / "users.yml"

@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -218,3 +219,50 @@ def test_a_stale_or_failed_backup_is_drift_the_next_run_reports_and_mends(monkey
     server.check_output("systemctl start mlops-postgresql-backup.service")
     mended = backup_status()
     assert mended["result"] == "ok" and mended["last_success"] == mended["finished"] > failed["finished"]
+
+
+# The data directory's own filesystem (molecule.yml: a 256 MB tmpfs on pg-server).
+DATA = "/var/lib/postgresql"
+FILLER = DATA + "/mlops-test-filler"
+FULL_DISK_DB = "mlops_full_disk"
+
+
+def psql_as_postgres(sql, database=FULL_DISK_DB):
+    """sql run by psql as postgres on pg-server, stopping at the first error: the command result."""
+    return server.run("runuser -u postgres -- psql -X -q -A -t -v ON_ERROR_STOP=1 -d %s -c %s", database, sql)
+
+
+def test_a_full_disk_fails_writes_clearly_keeps_every_row_and_recovers_by_itself():
+    """The data directory's filesystem full: a write that needs room fails with PostgreSQL's
+    own 'No space left on device' (an error of that transaction, which leaves no row), the
+    rows written before are all there, the server keeps running, and once space returns
+    writes work again with no manual step."""
+    as_postgres(server, "create database %s" % FULL_DISK_DB)
+    try:
+        psql_as_postgres("create table rows_before (id serial primary key, payload text);"
+                         "insert into rows_before (payload) select md5(g::text) from generate_series(1, 5000) g;"
+                         "checkpoint")
+        # dd stops when nothing is left: its own 'No space left on device' is expected.
+        filled = server.run("dd if=/dev/zero of=%s bs=1M", FILLER)
+        assert "No space left on device" in filled.stderr, filled.stderr
+        assert server.check_output("df --output=avail -B1 %s | tail -1", DATA).strip() == "0"
+
+        big_write = psql_as_postgres("insert into rows_before (payload) "
+                                     "select repeat(md5(g::text), 64) from generate_series(1, 20000) g")
+        assert big_write.rc != 0
+        assert "No space left on device" in big_write.stderr, big_write.stderr
+
+        server.check_output("rm -f %s", FILLER)
+        deadline = time.monotonic() + 90
+        while True:
+            written = psql_as_postgres("insert into rows_before (payload) values ('after the full disk')")
+            if written.rc == 0:
+                break
+            assert time.monotonic() < deadline, "no write succeeded 90 s after space returned: %s" % written.stderr
+            time.sleep(2)
+        assert psql_as_postgres("select count(*), count(distinct payload) from rows_before").stdout.strip() == \
+            "5001|5001"
+        assert server.check_output("systemctl is-active postgresql@%s-main", PG_VERSION) == "active"
+    finally:
+        server.run("rm -f %s", FILLER)
+        server.run("runuser -u postgres -- psql -X -q -c %s", "drop database if exists %s" % FULL_DISK_DB)
