@@ -41,8 +41,8 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=1700 [runner]=1420 [multi_host]=1600 [upgrade]=710
-  [minio_single]=420 [minio_distributed]=430 [postgresql]=510)
+declare -A molecule_seconds=([all_in_one]=2130 [runner]=1250 [multi_host]=1900 [upgrade]=630
+  [minio_single]=470 [minio_distributed]=420 [postgresql]=950)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"

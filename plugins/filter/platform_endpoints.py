@@ -20,7 +20,10 @@ description:
     reads another role's runtime facts.
   - C(postgresql) (C(host), C(address), C(port) from C(postgresql_port), C(tls) from C(postgresql_tls_enabled),
     C(verify) when the client must connect with TLS and verify the server, that is with TLS on and the server not
-    on the asking host, C(ca_file) where a client host keeps the server's CA) is the first C(postgresql) host.
+    on the asking host, C(ca_file) where a client host keeps the server's CA, C(ca_host) the host under whose
+    credentials directory the controller keeps that CA (the first C(postgresql) host), C(standbys) the other
+    C(postgresql) hosts) is the primary, the host C(postgresql_primary) names in the first C(postgresql) host's
+    inventory, else that first host.
     C(s3) (C(host), C(address), C(port), C(scheme), C(tls), C(url), from C(minio_port) and C(minio_tls_enabled))
     is the first C(minio) host. C(mlflow) describes the MLflow hosts (C(host) the first, C(across_hosts) when the
     C(mlflow) and C(gateway) groups are not one single host (MLflow and the job API then listen on their platform

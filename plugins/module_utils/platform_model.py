@@ -187,6 +187,19 @@ def gateway_public_host(hostvars, groups, local=None):
     return str(address) if address else host_address(hostvars, host)
 
 
+def postgresql_primary(hostvars, groups, local=None):
+    """The postgresql host that takes writes: postgresql_primary as the first postgresql host's
+    inventory sets it (playbooks/failover.yml moves it), else that first host. Every other
+    postgresql host is its streaming standby."""
+    first = _first(groups, "postgresql", local)
+    primary = _get(host_vars(hostvars, first), "postgresql_primary") or first
+    members = _group(groups, "postgresql")
+    if members and primary not in members:
+        raise ModelError("postgresql_primary must name a host of the postgresql group (%s), not %r"
+                         % (", ".join(members), primary))
+    return str(primary)
+
+
 def minio_on_loopback(hostvars, groups):
     """MinIO listens on loopback alone when its host is the platform's only MinIO node (no
     distributed cluster) and its only MLflow host: nothing else has a reason to reach it.
@@ -198,7 +211,7 @@ def minio_on_loopback(hostvars, groups):
 
 def platform_endpoints(hostvars, groups, local=None):
     """How each service of the platform is reached from the host local, from the inventory alone."""
-    database_host = _first(groups, "postgresql", local)
+    database_host = postgresql_primary(hostvars, groups, local)
     minio_host = _first(groups, "minio", local)
     mlflow_host = _first(groups, "mlflow", local)
     gateway_host = _first(groups, "gateway", local)
@@ -228,8 +241,14 @@ def platform_endpoints(hostvars, groups, local=None):
             "tls": _bool(setting(database_host, "postgresql_tls_enabled")),
             "verify": _bool(setting(database_host, "postgresql_tls_enabled"))
             and host_address(hostvars, database_host, local) != "127.0.0.1",
-            # Where a client host keeps the server's CA (mlops.platform._common database_ca).
+            # Where a client host keeps the server's CA (mlops.platform._common database_ca),
+            # and the host under whose credentials directory the controller keeps it: the
+            # first postgresql host's CA signs every postgresql host's certificate, so a
+            # failover changes no client's CA.
             "ca_file": DATABASE_CA_FILE,
+            "ca_host": _first(groups, "postgresql", local),
+            # The streaming standbys of the primary: every other postgresql host.
+            "standbys": [member for member in _group(groups, "postgresql") if member != database_host],
         },
         "s3": {
             "host": minio_host,
@@ -283,8 +302,11 @@ def firewall_openings(records, hostvars, groups, host, extra=(), trusted=()):
 
     openings = []
     if host in _group(groups, "postgresql"):
+        # The other postgresql hosts stream from this one as standbys (and this one from
+        # them after a failover).
+        peers = [host_address(hostvars, member) for member in _group(groups, "postgresql") if member != host]
         openings.append({"port": _port(setting("postgresql_port"), "postgresql_port of %s" % host),
-                         "service": "postgresql", "sources": addresses("mlflow", "runners")})
+                         "service": "postgresql", "sources": sorted(set(addresses("mlflow", "runners") + peers))})
     if host in _group(groups, "minio"):
         minio = addresses("mlflow", "minio")
         openings.append({"port": _port(setting("minio_port"), "minio_port of %s" % host), "service": "minio",

@@ -1,4 +1,4 @@
-"""The role as converge.yml applies it, for the tests that run it again on the converged
+"""The role as converge.yml applies it (molecule.yml's inventory), for the tests that run it again on the converged
 server: its variables (kept in step with converge.yml) and a runner for them."""
 
 from mlops_testing import CREDENTIALS, address
@@ -24,4 +24,6 @@ def converge_variables():
         ],
         "postgresql_backup_enabled": True,
         "postgresql_backup_retention": 2,
+        "postgresql_synchronous_replication": True,
+        "postgresql_standby_max_wal_size": "256MB",
     }

@@ -71,13 +71,17 @@ def test_bad_input_fails_before_any_change(case):
 
 def test_no_password_in_verbose_check_mode_output():
     beta = (CREDENTIALS / "pg-server" / "postgresql" / "beta.password").read_text().split()[0]
-    result = apply_role("pg-server", converge_variables(), "--check", "--diff", "-vvv")
+    replication = (CREDENTIALS / "pg-server" / "postgresql" / "mlops_replication.password").read_text().split()[0]
+    # The primary and its standby: check mode on both changes nothing.
+    result = apply_role("postgresql", converge_variables(), "--check", "--diff", "-vvv")
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     changed = recap_changed(result.stdout)
-    assert changed and set(changed) == {0}, result.stdout[-3000:]
-    assert ALPHA_PASSWORD not in output
-    assert beta not in output
-    # And no process on the server carries a password in its command line.
-    cmdlines = host("pg-server").check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
-    assert ALPHA_PASSWORD not in cmdlines and beta not in cmdlines
+    assert len(changed) == 2 and set(changed) == {0}, result.stdout[-3000:]
+    for password in (ALPHA_PASSWORD, beta, replication):
+        assert password not in output
+    # And no process on either server carries a password in its command line (the
+    # standby's WAL receiver reads the replication login's from its password file).
+    for name in ("pg-server", "pg-standby"):
+        cmdlines = host(name).check_output("cat /proc/[0-9]*/cmdline | tr '\\0' ' '")
+        assert all(password not in cmdlines for password in (ALPHA_PASSWORD, beta, replication)), name

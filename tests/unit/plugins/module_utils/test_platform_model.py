@@ -79,7 +79,8 @@ def test_upstreams_are_every_mlflow_host_and_runner_users_follow_runner_services
 def test_endpoints_follow_the_providing_hosts_inventory():
     endpoints = model.platform_endpoints(HOSTVARS, GROUPS, local="ml2")
     assert endpoints["postgresql"] == {"host": "db", "address": "db", "port": 5433, "tls": True, "verify": True,
-                                       "ca_file": "/etc/mlops-platform/postgresql-ca.crt"}
+                                       "ca_file": "/etc/mlops-platform/postgresql-ca.crt", "ca_host": "db",
+                                       "standbys": []}
     assert endpoints["s3"]["url"] == "https://10.0.0.20:9100" and endpoints["s3"]["tls"]
     assert endpoints["jobs_api"] == {"host": "ml1", "address": "10.0.0.11", "port": 5090, "tls": True,
                                      "scheme": "https"}
@@ -103,6 +104,18 @@ def test_endpoints_follow_the_providing_hosts_inventory():
     together = model.platform_endpoints({"vm": {"ansible_host": "10.0.0.5"}}, one_host, local="vm")
     assert not together["mlflow"]["across_hosts"] and not together["mlflow"]["tls"]
     assert together["s3"]["url"] == "http://127.0.0.1:9000" and together["jobs_api"]["address"] == "127.0.0.1"
+
+
+def test_the_postgresql_primary_is_the_first_host_until_the_inventory_names_another():
+    groups = dict(GROUPS, postgresql=["db", "db2"])
+    first = model.platform_endpoints(HOSTVARS, groups, local="ml2")["postgresql"]
+    assert (first["host"], first["standbys"], first["ca_host"]) == ("db", ["db2"], "db")
+    # After a failover: the clients reach db2 with its own port, and keep the first host's CA.
+    moved = dict(HOSTVARS, db={"postgresql_primary": "db2"}, db2={"postgresql_port": 5434})
+    second = model.platform_endpoints(moved, groups, local="ml2")["postgresql"]
+    assert (second["host"], second["port"], second["standbys"], second["ca_host"]) == ("db2", 5434, ["db"], "db")
+    with pytest.raises(model.ModelError, match="postgresql_primary must name a host of the postgresql group"):
+        model.platform_endpoints(dict(HOSTVARS, db={"postgresql_primary": "db3"}), groups, local="ml2")
 
 
 def test_minio_is_on_loopback_only_for_its_one_mlflow_host_and_otherwise_at_its_platform_address():
