@@ -41,17 +41,17 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([all_in_one]=2130 [runner]=1250 [multi_host]=1900 [upgrade]=630
-  [minio_single]=470 [minio_distributed]=420 [postgresql]=950)
+declare -A molecule_seconds=([runner]=2750 [multi_host]=2450 [upgrade]=630 [minio_single]=470
+  [minio_distributed]=420 [postgresql]=950)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
   # Every scenario runs on Debian 12 and 13 unless its debian-versions file says
   # otherwise. To keep the suite within its time, each runs on one of the two and every
-  # role still runs on both: on 13 all_in_one, runner (the same platform plus two
-  # runners, with the reconcile tests) and minio_single; on 12 multi_host (a runner host
-  # among its seven), upgrade (single-node MinIO with TLS), minio_distributed and
-  # postgresql (its role converges on 13 in all_in_one and runner).
+  # role still runs on both: on 13 runner (the whole platform on one host plus two
+  # runners) and minio_single; on 12 multi_host (a runner host among its seven), upgrade
+  # (single-node MinIO with TLS), minio_distributed and postgresql (its role converges
+  # on 13 in runner).
   [ ! -f "$repo_root/molecule/$s/debian-versions" ] || versions=$(cat "$repo_root/molecule/$s/debian-versions")
   # shellcheck disable=SC2086 # the version list is meant to split
   bash "$hack/molecule.sh" "$s" ${MOLECULE_DEBIAN_VERSIONS:-$versions} 2>&1 | sed -u "s/^/[$s] /"

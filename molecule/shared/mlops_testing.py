@@ -89,6 +89,12 @@ def podman_exec(name, *argv, stdin=None, check=True, timeout=300):
     return done
 
 
+def put_private_file(name, path, text):
+    """text written to path on test host name, readable by root alone: through stdin, never
+    a command line."""
+    podman_exec(name, "sh", "-c", 'umask 077 && cat > "$1"', "put_private_file", path, stdin=text)
+
+
 def wait_for(predicate, timeout=120, interval=2):
     """Whether predicate() comes true within timeout seconds, asked every interval seconds."""
     deadline = time.monotonic() + timeout
@@ -151,6 +157,83 @@ def tracking_env(service, user):
         "MLFLOW_TRACKING_SERVER_CERT_PATH": str(gateway_ca()),
         "MLFLOW_HTTP_REQUEST_TIMEOUT": "900",
     }
+
+
+def gateway_session(service, user):
+    """A requests session to service through the gateway as user, its CA checked; not the
+    environment's CA bundle (REQUESTS_CA_BUNDLE would win over verify) nor proxies."""
+    client = requests.Session()
+    client.auth = (user, user_password(service, user))
+    client.trust_env = False
+    client.verify = str(gateway_ca())
+    return client
+
+
+class MetricLoad:
+    """Clients logging a metric each through the gateway, as fast as answers come (after a
+    failed request, pause_after_failure seconds): one thread per run of service (their own
+    sessions as user), until the with block ends. acknowledged: the steps the gateway
+    answered 200 to, per run; failures: the requests that got another answer or none;
+    acknowledged_after_mark: those acknowledged after mark() (a fault's end, say), per
+    run; longest_pause(): the longest time in which no client got an acknowledgement."""
+
+    def __init__(self, service, user, runs, pause_after_failure=0.0):
+        self.pause_after_failure = pause_after_failure
+        self.api = gateway_url(tracking_service(service)["gateway_port"], "/api/2.0/mlflow")
+        self.service, self.user, self.runs = service, user, list(runs)
+        self.acknowledged = {run: [] for run in self.runs}
+        self.failures = {run: 0 for run in self.runs}
+        self.acknowledged_after_mark = {run: 0 for run in self.runs}
+        self._acknowledged_at = []
+        self._marked, self._stop = threading.Event(), threading.Event()
+        self._threads = [threading.Thread(target=self._log, args=(run,)) for run in self.runs]
+
+    def _log(self, run):
+        own, step = gateway_session(self.service, self.user), 0
+        while not self._stop.is_set():
+            body = {"run_id": run, "key": "load", "value": step, "step": step, "timestamp": int(time.time() * 1000)}
+            try:
+                status = own.post(self.api + "/runs/log-metric", json=body, timeout=10).status_code
+            except requests.RequestException:
+                status = None
+            if status == 200:
+                self.acknowledged[run].append(step)
+                self.acknowledged_after_mark[run] += self._marked.is_set()
+                self._acknowledged_at.append(time.monotonic())
+            else:
+                self.failures[run] += 1
+                time.sleep(self.pause_after_failure)
+            step += 1
+
+    def mark(self):
+        self._marked.set()
+
+    def longest_pause(self):
+        """Seconds, the longest gap between two acknowledgements (to any client)."""
+        times = sorted(self._acknowledged_at)
+        return max((later - earlier for earlier, later in zip(times, times[1:])), default=0.0)
+
+    def __enter__(self):
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(30)
+
+    def lost_on(self, node, database):
+        """Per run, how many acknowledged metrics the service's database on node (its
+        PostgreSQL server) lacks; empty when none was lost."""
+        lost = {}
+        for run in self.runs:
+            stored = as_postgres(node, "select step from metrics where run_uuid = '%s' and key = 'load'" % run,
+                                 database)
+            missing = set(self.acknowledged[run]) - {int(step) for step in stored.split()}
+            if missing:
+                lost[run] = len(missing)
+        return lost
 
 
 def client_env(service, user, **extra):

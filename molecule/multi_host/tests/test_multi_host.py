@@ -1,8 +1,9 @@
 """Verify the platform split over its hosts as its users and operators meet it: each
 service on its own host, one tracking service served by MLflow on two hosts behind the
 gateway's upstream (and still served with either of them down), MinIO across two nodes,
-a job run by the runner on its own host; last (changes_platform, see molecule/conftest.py),
-a backup and a restore across the hosts, then every host restarted at once."""
+PostgreSQL with a synchronous standby, a job run by the runner on its own host; last
+(changes_platform, see molecule/conftest.py), a backup and a restore across the hosts,
+every host restarted at once, then a switchover to the standby under load."""
 
 import json
 import os
@@ -18,9 +19,9 @@ import requests
 from mlflow.tracking import MlflowClient
 
 from mlops_testing import JOB_FINAL as FINAL
-from mlops_testing import (CREDENTIALS, EPHEMERAL, address, as_postgres, commit_repository, connects, gateway_get, host, inventory_directory,
-                           jobs_cli, listening, minio_client, platform_host, recap_changed, run_playbook, service_keys,
-                           user_password, wait_for, wait_for_job)
+from mlops_testing import (CREDENTIALS, EPHEMERAL, MetricLoad, address, as_postgres, commit_repository, connects,
+                           gateway_get, host, inventory_directory, jobs_cli, listening, minio_client, platform_host,
+                           recap_changed, run_playbook, service_keys, user_password, wait_for, wait_for_job)
 
 GATEWAY = platform_host()
 MLFLOW_HOSTS = ("mh-mlflow1", "mh-mlflow2")
@@ -29,6 +30,8 @@ RUNNER = "mh-runner"
 ALICE = ("alice", user_password("team-a", "alice"))
 SEARCH = "/api/2.0/mlflow/experiments/search?max_results=1"
 REPO = "/srv/git/hello"
+# mh-db's synchronous standby (a MinIO node too).
+STANDBY = "mh-minio2"
 
 
 def get(path, auth=ALICE):
@@ -36,7 +39,7 @@ def get(path, auth=ALICE):
 
 
 def test_each_service_runs_on_its_own_hosts():
-    placement = {"postgresql": ["mh-db"], "minio": list(MINIO_HOSTS), "mlflow@team-a": list(MLFLOW_HOSTS),
+    placement = {"postgresql": ["mh-db", STANDBY], "minio": list(MINIO_HOSTS), "mlflow@team-a": list(MLFLOW_HOSTS),
                  "nginx": [GATEWAY], "mlops-runner": [RUNNER]}
     everyone = ["mh-db", *MINIO_HOSTS, *MLFLOW_HOSTS, GATEWAY, RUNNER]
     for service, hosts in placement.items():
@@ -47,7 +50,7 @@ def test_each_service_runs_on_its_own_hosts():
 # Each service its clients reach over the network listens on its host's platform address
 # (the address its inventory name resolves to there), PostgreSQL on loopback too; none
 # on every address.
-LISTENERS = [("mh-db", 5432), (MINIO_HOSTS[0], 9000), (MINIO_HOSTS[1], 9000), (MLFLOW_HOSTS[0], 5001),
+LISTENERS = [("mh-db", 5432), (STANDBY, 5432), (MINIO_HOSTS[0], 9000), (MINIO_HOSTS[1], 9000), (MLFLOW_HOSTS[0], 5001),
              (MLFLOW_HOSTS[1], 5001), (MLFLOW_HOSTS[0], 5080), (MLFLOW_HOSTS[1], 5080)]
 
 
@@ -107,7 +110,8 @@ def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
 # mlops.platform.firewall: each platform port and the hosts that use it; every other
 # platform host is refused (the controller is trusted in molecule.yml, as a bastion).
 EVERY_HOST = ("mh-db", *MINIO_HOSTS, *MLFLOW_HOSTS, GATEWAY, RUNNER)
-OPENINGS = [("mh-db", 5432, {*MLFLOW_HOSTS, RUNNER}), (MINIO_HOSTS[0], 9000, {*MLFLOW_HOSTS, MINIO_HOSTS[1]}),
+OPENINGS = [("mh-db", 5432, {*MLFLOW_HOSTS, RUNNER, STANDBY}), (STANDBY, 5432, {*MLFLOW_HOSTS, RUNNER, "mh-db"}),
+            (MINIO_HOSTS[0], 9000, {*MLFLOW_HOSTS, MINIO_HOSTS[1]}),
             (MLFLOW_HOSTS[0], 5001, {GATEWAY}), (MLFLOW_HOSTS[0], 5080, {GATEWAY})]
 
 
@@ -159,10 +163,10 @@ def test_the_firewall_keeps_the_operators_rules_and_reports_and_mends_a_rule_rem
 def test_every_database_session_from_another_host_is_encrypted_and_plain_text_is_refused():
     sessions = as_postgres(host("mh-db"), "SELECT DISTINCT a.usename || ' ' || s.ssl FROM pg_stat_activity a "
                            "JOIN pg_stat_ssl s USING (pid) WHERE a.client_addr IS NOT NULL").split()
-    # MLflow's pool (team-a's login) and the runner's listening connection, each over
-    # TLS (the job API connects per request; its conninfo is checked below).
+    # MLflow's pool (team-a's login), the runner's listening connection and the standby's
+    # stream, each over TLS (the job API connects per request; its conninfo is checked below).
     users = dict(zip(sessions[::2], sessions[1::2]))
-    assert {"mlflow_team_a", "mlops_jobs_runner"} <= set(users), sessions
+    assert {"mlflow_team_a", "mlops_jobs_runner", "mlops_replication"} <= set(users), sessions
     assert set(users.values()) == {"true"}, sessions
     # They verify the server's certificate and name with the platform's CA.
     assert "sslmode=verify-full" in host(MLFLOW_HOSTS[0]).file("/etc/mlflow/services/team-a.env").content_string
@@ -330,3 +334,56 @@ def test_every_host_restarted_at_once_serves_again_and_its_running_job_ends_lost
     assert wait_for_job(hello, lambda j: j["status"] in FINAL, timeout=300, interval=2)["status"] == "SUCCEEDED"
     assert not connects(host(GATEWAY), address("mh-db"), 5432)
     assert connects(host(RUNNER), address("mh-db"), 5432)
+
+
+@pytest.mark.changes_platform
+def test_a_switchover_to_the_standby_under_load_keeps_every_metric_and_repoints_every_client(
+        tutorial_run, mlflow_env, fault_figures):
+    """playbooks/failover.yml -e postgresql_primary=mh-minio2 while two clients log metrics
+    through the gateway: mh-db stopped, mh-minio2 promoted, MLflow on both hosts, the job
+    API and the runner pointed at it, mh-db rebuilt as its standby. Every metric the
+    gateway acknowledged is on the new primary, the tutorial's run and model read back,
+    a new job runs into it. Last: it leaves mh-minio2 the primary."""
+    client = MlflowClient()
+    experiment_id = client.create_experiment("switchover-%d" % time.time())
+    runs = [client.create_run(experiment_id).info.run_id for _number in range(2)]
+    started = time.monotonic()
+    # Clients that wait a tenth of a second after an error, as a client's retries would.
+    with MetricLoad("team-a", "alice", runs, pause_after_failure=0.1) as load:
+        time.sleep(3)
+        rc, output = run_playbook("mlops.platform.failover", {"postgresql_primary": STANDBY})
+        took = time.monotonic() - started
+        assert rc == 0, output[-5000:]
+        # Logging goes on, into the new primary.
+        load.mark()
+        time.sleep(5)
+
+    new, old = host(STANDBY), host("mh-db")
+    assert as_postgres(new, "select pg_is_in_recovery()") == "f"
+    assert as_postgres(old, "select pg_is_in_recovery()") == "t"
+    assert wait_for(lambda: as_postgres(new, "select application_name, state, sync_state from pg_stat_replication")
+                    == "mlops_standby_mh_db|streaming|quorum", timeout=60)
+    lost = load.lost_on(new, "mlflow_team_a")
+    assert not lost, "acknowledged metrics not on the new primary, per run: %s" % lost
+    assert all(load.acknowledged_after_mark.values()), (load.acknowledged_after_mark, load.failures)
+    fault_figures.append("switchover to the standby (failover.yml, %.0f s) under 2 clients: %d metrics acknowledged, "
+                         "all kept; none acknowledged for %.0f s, %d requests failed"
+                         % (took, sum(map(len, load.acknowledged.values())), load.longest_pause(),
+                            sum(load.failures.values())))
+
+    # Every client of the database names the new primary.
+    for name, path in [(MLFLOW_HOSTS[0], "/etc/mlflow/services/team-a.env"),
+                       (MLFLOW_HOSTS[1], "/etc/mlflow/services/team-a.env"),
+                       (MLFLOW_HOSTS[0], "/etc/mlops-jobs/api.env"), (RUNNER, "/etc/mlops-runner/config.json")]:
+        content = host(name).file(path).content_string
+        assert STANDBY in content and "mh-db" not in content, (name, path)
+    assert client.get_run(tutorial_run["run_id"]).info.status == "FINISHED"
+    with tempfile.TemporaryDirectory() as directory:
+        model = mlflow.artifacts.download_artifacts("runs:/%s/model" % tutorial_run["run_id"], dst_path=directory)
+        assert (pathlib.Path(model) / "MLmodel").is_file()
+    commit = commit_repository(RUNNER, REPO, {"hello.sh": "echo hello after the switchover\n"}, "after")
+    job_id = jobs_cli("submit", "--repo", "file://" + REPO, "--commit", commit, "--", "sh", "hello.sh")["id"]
+    job = wait_for_job(job_id, lambda j: j["status"] in FINAL, timeout=300, interval=2)
+    assert job["status"] == "SUCCEEDED", job
+    assert as_postgres(new, "select status from runs where run_uuid = '%s'" % job["run_id"],
+                       "mlflow_team_a") == "FINISHED"

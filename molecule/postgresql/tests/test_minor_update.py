@@ -59,6 +59,20 @@ def candidate():
     return {"installed": installed, "newest": newest}
 
 
+def test_hosts_on_different_releases_are_refused_before_any_change(candidate):
+    """pg-standby updated by hand, pg-server not: a run without postgresql_update_packages
+    names both releases and changes nothing (the update below brings both to one)."""
+    standby.check_output("DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --only-upgrade "
+                         "postgresql-%s postgresql-client-%s", PG_VERSION, PG_VERSION)
+    assert package_version(standby) == candidate["newest"]
+    rc, output = converge()
+    assert rc != 0, output[-3000:]
+    assert "run different releases of postgresql-%s" % PG_VERSION in output, output[-3000:]
+    assert candidate["installed"] in output and candidate["newest"] in output, output[-3000:]
+    changed = recap_changed(output)
+    assert changed and set(changed) == {0}, output[-3000:]
+
+
 def test_a_minor_update_keeps_every_row_after_a_dump(candidate):
     as_postgres(server, "create table if not exists before_update (note text)", "tracking_alpha")
     as_postgres(server, "insert into before_update values ('written on %s')" % candidate["installed"], "tracking_alpha")

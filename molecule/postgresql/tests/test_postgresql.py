@@ -2,20 +2,18 @@
 
 Everything is checked from the outside the way a client sees it: the server under
 systemd, logins over the podman network from an allowed and a disallowed client,
-and a backup that restores. Passwords reach the clients in a .pgpass file copied
-with `podman cp`, never on a command line.
+and a backup that restores. Passwords reach the clients in a .pgpass file written
+through stdin (put_private_file), never on a command line.
 """
 
 import json
-import os
 import subprocess
-import tempfile
 import time
 
 import pytest
 
 from converged import ALPHA_PASSWORD, apply_role, converge_variables
-from mlops_testing import CREDENTIALS, PG_VERSION, as_postgres, host
+from mlops_testing import CREDENTIALS, PG_VERSION, as_postgres, host, put_private_file
 
 BACKUPS = "/var/backups/postgresql"
 
@@ -34,14 +32,7 @@ def generated_password(user):
 def psql(client, user, password, database, sql, sslmode="prefer"):
     """Run sql as user on pg-server from client (libpq's sslmode, verify-full with the
     platform's CA copied to the client); return the command result."""
-    with tempfile.NamedTemporaryFile("w", delete=False) as f:
-        f.write("pg-server:5432:*:%s:%s\n" % (user, password))
-    try:
-        os.chmod(f.name, 0o600)
-        subprocess.run(["podman", "cp", f.name, "%s:/root/.pgpass-test" % client.backend.name], check=True)
-    finally:
-        os.unlink(f.name)
-    client.run("chmod 600 /root/.pgpass-test")
+    put_private_file(client.backend.name, "/root/.pgpass-test", "pg-server:5432:*:%s:%s\n" % (user, password))
     subprocess.run(["podman", "cp", str(CREDENTIALS / "pg-server" / "postgresql" / "ca.crt"),
                     "%s:/root/postgresql-ca.crt" % client.backend.name], check=True)
     return client.run(

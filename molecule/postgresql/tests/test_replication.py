@@ -13,7 +13,8 @@ import time
 
 import pytest
 
-from mlops_testing import PG_VERSION, as_postgres, host, platform_playbook, recap_changed, wait_for
+from mlops_testing import (CREDENTIALS, PG_VERSION, as_postgres, host, platform_playbook, put_private_file,
+                           recap_changed, wait_for)
 
 primary = host("pg-server")
 standby = host("pg-standby")
@@ -30,18 +31,20 @@ WRITER = ("i=0; while true; do i=$((i+1)); "
           "&& echo $i >> /root/acknowledged || exit 1; done")
 
 
+# alpha's libpq settings on pg-client-allowed: its password file (alpha_login) and TLS
+# verified with the group's CA.
+ALPHA_ENV = "PGPASSFILE=/root/.pgpass-alpha PGSSLMODE=verify-full PGSSLROOTCERT=/root/postgresql-ca.crt"
+
+
 def client_sql(server, sql):
-    """sql as alpha from pg-client-allowed to server, over TLS verified with the group's CA."""
-    return client.run("PGPASSFILE=/root/.pgpass-replication PGCONNECT_TIMEOUT=5 PGSSLMODE=verify-full "
-                      "PGSSLROOTCERT=/root/postgresql-ca.crt psql -w -X -A -t -h %s -U alpha -d tracking_alpha -c %s",
-                      server, sql)
+    """sql as alpha from pg-client-allowed to server."""
+    return client.run("env " + ALPHA_ENV + " PGCONNECT_TIMEOUT=5 psql -w -X -A -t -h %s -U alpha -d tracking_alpha "
+                      "-c %s", server, sql)
 
 
 @pytest.fixture(scope="module", autouse=True)
 def alpha_login():
-    from mlops_testing import CREDENTIALS
-    client.check_output("printf '%%s\\n' %s > /root/.pgpass-replication && chmod 600 /root/.pgpass-replication",
-                        "*:5432:*:alpha:%s" % ALPHA)
+    put_private_file("pg-client-allowed", "/root/.pgpass-alpha", "*:5432:*:alpha:%s\n" % ALPHA)
     subprocess.run(["podman", "cp", str(CREDENTIALS / "pg-server" / "postgresql" / "ca.crt"),
                     "pg-client-allowed:/root/postgresql-ca.crt"], check=True)
 
@@ -87,8 +90,7 @@ def test_the_status_playbook_shows_each_hosts_part_and_the_standbys_lag():
 def test_a_synchronous_primary_acknowledges_nothing_while_its_standby_is_down():
     standby.check_output("systemctl stop %s", UNIT)
     try:
-        waiting = client.run("timeout 5 env PGPASSFILE=/root/.pgpass-replication PGSSLMODE=verify-full "
-                             "PGSSLROOTCERT=/root/postgresql-ca.crt psql -w -X -q -h 10.89.201.10 -U alpha "
+        waiting = client.run("timeout 5 env " + ALPHA_ENV + " psql -w -X -q -h 10.89.201.10 -U alpha "
                              "-d tracking_alpha -c %s", "create table if not exists while_standby_down (id int)")
         assert waiting.rc == 124, "a commit was acknowledged with the standby down: %s" % waiting.stderr
     finally:
@@ -103,8 +105,7 @@ def test_failover_keeps_every_acknowledged_write_and_rebuilds_the_old_primary():
     as_postgres(primary, "create table acknowledged (id int primary key); alter table acknowledged owner to alpha",
                 "tracking_alpha")
     client.check_output("rm -f /root/acknowledged")
-    writer = ("PGPASSFILE=/root/.pgpass-replication PGSSLMODE=verify-full PGSSLROOTCERT=/root/postgresql-ca.crt "
-              "nohup sh -c %s > /root/writer.log 2>&1 &")
+    writer = "env " + ALPHA_ENV + " nohup sh -c %s > /root/writer.log 2>&1 &"
     client.check_output(writer, WRITER % "10.89.201.10")
     wait_for(lambda: int(client.run("wc -l < /root/acknowledged").stdout.strip() or 0) >= 20, timeout=60)
 

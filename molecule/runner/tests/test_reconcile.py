@@ -130,7 +130,7 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert rc == 0, output[-5000:]
     assert applied["mode"] == "apply" and applied["errors"] == [], applied["errors"]
     # What it changed is that drift and nothing else: on every host after the jobs, the
-    # second run of the site playbook (all_in_one's steps-covered counts on it).
+    # second run of the site playbook (steps-covered counts on it).
     fixed = sorted((entry["host"], entry["action"], entry["resource"]) for entry in applied["drift"])
     assert fixed == found, json.dumps(applied["drift"], indent=1)[:6000]
     assert minio_root_client(HOST).bucket_exists("mlflow-team-b")

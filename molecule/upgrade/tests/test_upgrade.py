@@ -11,7 +11,7 @@ import subprocess
 import pytest
 import yaml
 
-from mlops_testing import CREDENTIALS, PROJECT, as_postgres, group_vars, host, recap_changed, run_playbook
+from mlops_testing import CREDENTIALS, PROJECT, as_postgres, group_vars, host, listening, recap_changed, run_playbook
 
 HOST = "mlops-upgrade"
 HERE = pathlib.Path(__file__).parent
@@ -107,6 +107,16 @@ def test_the_services_reach_minio_on_its_port_over_tls(before):
         assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://127\.0\.0\.1:%d"?$' % port, env, re.M), env
         assert re.search(r'^AWS_CA_BUNDLE="?/etc/mlflow/s3-ca\.crt"?$', env, re.M), env
     assert node.file("/etc/mlflow/s3-ca.crt").content_string == (CREDENTIALS / HOST / "minio" / "ca.crt").read_text()
+
+
+def test_on_one_host_without_a_gateway_nothing_listens_beyond_loopback():
+    """The defaults on one host: PostgreSQL (postgresql_listen_addresses), MinIO
+    (minio_listen_address, loopback when it is the only MinIO host) and MLflow all on
+    loopback. (With a gateway its ports are the only others: the runner scenario's
+    platform host, where PostgreSQL is opened for the runners.)"""
+    sockets = listening(node)
+    assert {port for address, port in sockets if address not in ("127.0.0.1", "::1")} == set(), sockets
+    assert {5432, 9100, 5001, 5002} <= {port for _address, port in sockets}, sockets
 
 
 def test_a_failed_upgrade_rolls_the_service_back_and_stops(before, failed_upgrade):

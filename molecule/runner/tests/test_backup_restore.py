@@ -41,7 +41,9 @@ with tempfile.TemporaryDirectory() as tmp:
             artifacts = {}
             for item in walk(run.info.run_id):
                 digest = None
-                if item.file_size < 64 * 1024 ** 2:
+                # No file_size for an empty file (the API's JSON leaves out a zero), such as
+                # those some of the runners' jobs write.
+                if (item.file_size or 0) < 64 * 1024 ** 2:
                     local = client.download_artifacts(run.info.run_id, item.path, tmp)
                     with open(local, "rb") as f:
                         digest = hashlib.sha256(f.read()).hexdigest()
@@ -61,7 +63,7 @@ def runs_through_the_gateway(service):
 
 
 def rows_in_the_database(service):
-    """What the service's database holds, read on the host (team-b only lets 127.0.0.1 in)."""
+    """What the service's database holds, read on the host as postgres."""
     database = "mlflow_" + service.replace("-", "_")
     query = ("SELECT (SELECT string_agg(run_uuid || ':' || status, ',' ORDER BY run_uuid) FROM runs), "
              "(SELECT count(*) FROM metrics), (SELECT count(*) FROM params), (SELECT count(*) FROM experiments)")
@@ -83,11 +85,14 @@ def snapshot():
 
 
 def replace_host():
-    """Remove the host and start a new container of the same image on the same network."""
+    """Remove the host and start a new container of the same image on the same network,
+    at the same address (the allow-lists and pg_hba name the scenario's addresses)."""
     info = json.loads(subprocess.check_output(["podman", "inspect", HOST]))[0]
-    image, network = info["ImageName"], list(info["NetworkSettings"]["Networks"])[0]
+    image = info["ImageName"]
+    network, attached = next(iter(info["NetworkSettings"]["Networks"].items()))
     subprocess.run(["podman", "rm", "-f", "-t", "10", HOST], check=True, capture_output=True)
     subprocess.run(["podman", "run", "-d", "--name", HOST, "--hostname", HOST, "--network", network,
+                    "--ip", attached["IPAddress"],
                     "--cap-add", "SYS_ADMIN", "--systemd", "always", "--label", "owner=molecule", image, "/sbin/init"],
                    check=True, capture_output=True)
     deadline = time.monotonic() + 120

@@ -1,16 +1,17 @@
-"""Verify the all-in-one platform as its users meet it: through the gateway, with basic
-auth, from this machine (the controller) and from the host itself. The tutorial's run
-and the 2 GB artifact are fixtures (molecule/conftest.py), which test_backup_restore.py
-also asks for: its backup holds them."""
+"""Verify the all-in-one platform host as its users meet it: through the gateway, with
+basic auth, from this machine (the controller), from the host itself and from runner-2
+(outside team-b's allow-list). The tutorial's run and the 2 GB artifact are fixtures
+(molecule/conftest.py), which test_backup_restore.py also asks for: its backup holds
+them."""
 
 import re
 
 import pytest
 from minio.error import S3Error
 
-from mlops_testing import (TRACKING_SERVICES, connects, gateway_get, gateway_url, host, listening, minio_client,
-                           module_result, platform_host, run_module, secret, service_keys, unit_exposure,
-                           user_password)
+from mlops_testing import (PG_VERSION, TRACKING_SERVICES, address, connects, gateway_get, gateway_url, host, listening,
+                           minio_client, module_result, platform_host, podman_exec, run_module, secret, service_keys,
+                           unit_exposure, user_password)
 
 HOST = platform_host()
 node = host(HOST)
@@ -25,13 +26,20 @@ def test_every_service_runs_under_systemd_on_loopback():
         assert "mlflow" in node.check_output("ps -o user= -p $(systemctl show -p MainPID --value mlflow@%s)" % name)
 
 
-def test_nothing_listens_beyond_loopback_but_the_gateway():
-    """One host: PostgreSQL, MinIO (minio_listen_address), MLflow and the job API on
-    loopback; the gateway's ports (8443, 8444) are all the network reaches."""
+def test_nothing_listens_beyond_loopback_but_the_gateway_and_the_queue():
+    """One host: MinIO (minio_listen_address), MLflow and the job API on loopback; the
+    network reaches the gateway's ports (8443, 8444) and PostgreSQL, which
+    postgresql_listen_addresses opens here for the runners' job queue, and whose pg_hba
+    lets the network in as the runners' login to that database only. (Without runners
+    PostgreSQL stays on loopback too: the upgrade scenario's one host checks it.)"""
     sockets = listening(node)
     exposed = {port for address, port in sockets if address not in ("127.0.0.1", "::1")}
-    assert exposed == {8443, 8444}, sockets
+    assert exposed == {8443, 8444, 5432}, sockets
     assert "--address 127.0.0.1:9000" in node.file("/etc/default/minio").content_string
+    hba = node.file("/etc/postgresql/%s/main/pg_hba.conf" % PG_VERSION).content_string
+    remote = [line.split() for line in hba.splitlines()
+              if line.startswith("host") and "127.0.0.1/32" not in line and "::1/128" not in line]
+    assert [rule[1:4] for rule in remote] == [["mlops_jobs", "mlops_jobs_runner", "10.89.202.0/24"]], remote
 
 
 def postgresql_unit():
@@ -161,24 +169,26 @@ def test_tenant_database_user_cannot_connect_to_the_other_database():
     assert denied.rc != 0 and "permission denied" in denied.stderr
 
 
-def from_the_host(port, path, auth):
-    """(status, body) of a GET through the gateway from the host itself (127.0.0.1); the
-    image has no curl."""
-    out = node.check_output(
-        "python3 -c \"import base64,ssl,urllib.request as u,urllib.error as e\n"
-        "r=u.Request('https://127.0.0.1:%d%s',headers={'Authorization':'Basic '+base64.b64encode(b'%s:%s').decode()})\n"
-        "try: a=u.urlopen(r,context=ssl._create_unverified_context())\n"
-        "except e.HTTPError as x: a=x\n"
-        "print(a.status if hasattr(a,'status') else a.code, a.read().decode())\"" % (port, path, auth[0], auth[1]))
-    status, body = out.split(" ", 1)
-    return int(status), body
+def status_from(name, port, path, auth):
+    """The status of a GET through the gateway from test host name (the image has no
+    curl); the password reaches it on stdin, not its command line."""
+    script = ("import base64,ssl,sys,urllib.request as u,urllib.error as e\n"
+              "auth='Basic '+base64.b64encode(sys.stdin.buffer.read()).decode()\n"
+              "r=u.Request('https://%s:%d%s',headers={'Authorization':auth})\n"
+              "try: a=u.urlopen(r,context=ssl._create_unverified_context(),timeout=30)\n"
+              "except e.HTTPError as x: a=x\n"
+              "print(a.status if hasattr(a,'status') else a.code)" % (address(HOST), port, path))
+    done = podman_exec(name, "python3", "-c", script, stdin="%s:%s" % auth)
+    return int(done.stdout.strip())
 
 
 def test_address_outside_the_allow_list_gets_403_and_inside_it_is_served():
+    """team-b allows the controller and runner-1: runner-2, on the same network, is refused."""
     bob = ("bob", user_password("team-b", "bob"))
-    assert gateway_get(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob).status_code == 403
-    # From the host itself (127.0.0.1 is on the list).
-    assert from_the_host(8444, "/api/2.0/mlflow/experiments/search?max_results=1", bob)[0] == 200
+    search = "/api/2.0/mlflow/experiments/search?max_results=1"
+    assert status_from("runner-2", 8444, search, bob) == 403
+    assert status_from("runner-2", 8443, search, ("alice", user_password("team-a", "alice"))) == 200
+    assert gateway_get(8444, search, bob).status_code == 200
 
 
 @pytest.mark.parametrize("path", ["/api/2.0/mlflow/webhooks", "/ajax-api/2.0/mlflow/webhooks/1/test",
@@ -196,10 +206,10 @@ def test_mlflow_features_the_platform_does_not_operate_are_refused(path):
 def test_a_feature_the_entry_lists_is_served():
     # team-b's entry lists webhooks (molecule.yml); the AI gateway stays refused.
     bob = ("bob", user_password("team-b", "bob"))
-    status, body = from_the_host(8444, "/api/2.0/mlflow/webhooks", bob)
-    assert status == 200 and "off on this platform" not in body, body
-    status, body = from_the_host(8444, "/api/3.0/mlflow/gateway/secrets/list", bob)
-    assert status == 403 and "off on this platform" in body, body
+    answer = gateway_get(8444, "/api/2.0/mlflow/webhooks", bob)
+    assert answer.status_code == 200 and "off on this platform" not in answer.text, answer.text
+    answer = gateway_get(8444, "/api/3.0/mlflow/gateway/secrets/list", bob)
+    assert answer.status_code == 403 and "off on this platform" in answer.text, answer.text
 
 
 def test_tracking_service_info_lists_both_services():

@@ -91,8 +91,8 @@ def test_the_service_answers_its_admin_on_443_and_logs_a_run(deployed):
 def test_a_second_run_of_one_step_keeps_the_password_and_changes_nothing(deployed):
     """Again without the password, limited to one step by its tag (as an operator applies
     the gateway's configuration again): the parameters are checked, the kept password
-    stays, nothing changes. A whole second run of these roles on Debian 13 is the runner
-    scenario's reconcile apply run (all_in_one's steps-covered)."""
+    stays, nothing changes. A whole second run of these roles on Debian 13 is this
+    scenario's reconcile apply run (steps-covered)."""
     credentials, params = deployed["credentials"], deployed["params"]
     without_password = [p for p in params if not p.startswith("admin_password=")]
     rc, output = single_vm(*without_password, options=["--tags", "gateway_configure"])

@@ -20,14 +20,13 @@ import json
 import re
 import subprocess
 import sys
-import threading
 import time
 
 import pytest
 import requests
 
-from mlops_testing import (PG_VERSION, as_postgres, client_env, gateway_ca, gateway_url, host, platform_host,
-                           unit_properties, user_password)
+from mlops_testing import (PG_VERSION, MetricLoad, client_env, gateway_session, gateway_url, host, platform_host,
+                           unit_properties)
 
 HOST = platform_host()
 node = host(HOST)
@@ -44,12 +43,7 @@ SERVING_SECONDS = 60
 
 
 def session():
-    client = requests.Session()
-    client.auth = (USER, user_password(SERVICE, USER))
-    # Not the environment's CA bundle (REQUESTS_CA_BUNDLE would win over verify) nor proxies.
-    client.trust_env = False
-    client.verify = str(gateway_ca())
-    return client
+    return gateway_session(SERVICE, USER)
 
 
 def answer(client, path, timeout=2):
@@ -232,49 +226,18 @@ def test_postgresql_restarted_under_load_loses_no_acknowledged_metric(fault_figu
                               json={"experiment_id": experiment.json()["experiment_id"]})
         assert created.status_code == 200, created.text
         runs.append(created.json()["run"]["info"]["run_id"])
-    acknowledged = {run: [] for run in runs}
-    failures = {run: 0 for run in runs}
-    after_restart = {run: 0 for run in runs}
-    restarted = threading.Event()
-    stop = threading.Event()
-
-    def log(run):
-        own, step = session(), 0
-        while not stop.is_set():
-            body = {"run_id": run, "key": "load", "value": step, "step": step, "timestamp": int(time.time() * 1000)}
-            try:
-                status = own.post(api + "/runs/log-metric", json=body, timeout=10).status_code
-            except requests.RequestException:
-                status = None
-            if status == 200:
-                acknowledged[run].append(step)
-                after_restart[run] += restarted.is_set()
-            else:
-                failures[run] += 1
-            step += 1
-
-    clients = [threading.Thread(target=log, args=(run,)) for run in runs]
-    for thread in clients:
-        thread.start()
-    try:
+    with MetricLoad(SERVICE, USER, runs) as load:
         time.sleep(5)
         node.check_output("systemctl restart %s", POSTGRESQL)
-        restarted.set()
+        load.mark()
         time.sleep(8)
-    finally:
-        stop.set()
-        for thread in clients:
-            thread.join(30)
-    total = sum(len(steps) for steps in acknowledged.values())
+    total = sum(len(steps) for steps in load.acknowledged.values())
     fault_figures.append("PostgreSQL restarted under 4 clients: %d metrics acknowledged, all kept; %d requests failed"
-                         % (total, sum(failures.values())))
-    for run in runs:
-        stored = as_postgres(node, "select step from metrics where run_uuid = '%s' and key = 'load'" % run,
-                             "mlflow_team_a")
-        missing = set(acknowledged[run]) - {int(step) for step in stored.split()}
-        assert not missing, "run %s: %d acknowledged metrics are not in the database" % (run, len(missing))
-        # Logging went on after the restart.
-        assert after_restart[run] > 0, (run, failures[run])
+                         % (total, sum(load.failures.values())))
+    lost = load.lost_on(node, "mlflow_team_a")
+    assert not lost, "acknowledged metrics not in the database, per run: %s" % lost
+    # Logging went on after the restart.
+    assert all(load.acknowledged_after_mark.values()), (load.acknowledged_after_mark, load.failures)
 
 
 # A data scientist's MLflow client with its default retries, logging to run argv[1] while

@@ -12,19 +12,15 @@ import pytest
 import requests
 import yaml
 
-from mlops_testing import (TRACKING_SERVICES, as_postgres, gateway_ca, gateway_get, gateway_url, host, minio_client,
-                           minio_root_client, mlflow_health, module_result, platform_host, recap_changed, run_module,
-                           service_keys, service_running, user_password)
+from mlops_testing import (TRACKING_SERVICES, as_postgres, gateway_get, gateway_session, gateway_url, group_vars,
+                           host, minio_client, minio_root_client, mlflow_health, module_result, platform_host,
+                           recap_changed, run_module, service_keys, service_running, user_password)
 from mlops_testing import platform_playbook as playbook
 
 HOST = platform_host()
 node = host(HOST)
-SERVICES_AS_GIVEN = [
-    {"name": "team-a", "mlflow_port": 5001, "gateway_port": 8443,
-     "users": [{"user_name": "alice", "pass": "Alice-pass-2026"}, {"user_name": "ci-bot"}]},
-    {"name": "team-b", "mlflow_port": 5002, "gateway_port": 8444, "allow": ["127.0.0.1/32"],
-     "users": [{"user_name": "bob"}]},
-]
+# The scenario's services as molecule.yml gives them: the bad-input tests change one field.
+SERVICES_AS_GIVEN = group_vars()["mlops_tracking_services"]
 PREFLIGHT_PLAY = "Check every role's input before any host changes"
 
 
@@ -216,10 +212,7 @@ def test_mlflow_gc_deletes_for_good_what_was_deleted_long_enough_ago():
     days ago, its rows and its artifact, and keeps a run deleted a moment ago and one not
     deleted, with theirs."""
     assert node.check_output("systemctl is-enabled mlflow-gc@team-a.timer") == "enabled"
-    client = requests.Session()
-    client.trust_env = False
-    client.verify = str(gateway_ca())
-    client.auth = ("alice", user_password("team-a", "alice"))
+    client = gateway_session("team-a", "alice")
     api = gateway_url(8443, "/api/2.0/mlflow")
     experiment = client.post(api + "/experiments/create", json={"name": "gc-%d" % time.time()}, timeout=30).json()
     runs = {}
