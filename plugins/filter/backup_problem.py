@@ -31,12 +31,17 @@ options:
     description: The current time, seconds since the epoch (C(now(utc=true\\).timestamp(\\))).
     type: float
     required: true
+  setting:
+    description: The variable that sets O(max_age_hours), named in the reason a backup is stale.
+    type: str
+    default: the age limit
 """
 
 EXAMPLES = r"""
 - name: Back up now when needed
   ansible.builtin.debug:
-    msg: "{{ status | mlops.platform.backup_problem(26, now(utc=true).timestamp()) }}"
+    msg: >-
+      {{ status | mlops.platform.backup_problem(26, now(utc=true).timestamp(), 'postgresql_backup_max_age_hours') }}
 """
 
 RETURN = r"""
@@ -55,7 +60,7 @@ def _seconds(text):
     return moment.timestamp()
 
 
-def backup_problem(status, max_age_hours, now):
+def backup_problem(status, max_age_hours, now, setting="the age limit"):
     if not isinstance(status, dict) or not status.get("finished"):
         return "no backup has been made yet"
     if status.get("result") != "ok":
@@ -67,8 +72,8 @@ def backup_problem(status, max_age_hours, now):
     except (TypeError, ValueError):
         return "the status gives no readable time of the last good backup (%r)" % (last,)
     if age_hours > max_age_hours:
-        return "the last good backup, at %s, is %d hours old, more than postgresql_backup_max_age_hours (%d)" % (
-            last, age_hours, max_age_hours)
+        return "the last good backup, at %s, is %d hours old, more than %s (%d)" % (
+            last, age_hours, setting, max_age_hours)
     return ""
 
 

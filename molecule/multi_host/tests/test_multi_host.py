@@ -259,6 +259,16 @@ def test_backup_and_restore_across_the_hosts(tutorial_run, mlflow_env):
     mirrored = host(MLFLOW_HOSTS[0]).check_output("find %s/bucket -name MLmodel" % location)
     assert mirrored, "no model in the bucket's mirror on " + MLFLOW_HOSTS[0]
     assert not host(MLFLOW_HOSTS[1]).file(location).exists
+    # The scheduled backup (mlflow_bucket_backup_enabled), from the first MLflow host only,
+    # with the service's own keys over TLS: the playbook's mirror is its own, whole; it
+    # copies nothing and finds every file its object's content.
+    first = host(MLFLOW_HOSTS[0])
+    first.check_output("systemctl start mlflow-bucket-backup@team-a.service")
+    status = json.loads(first.file(location + "/bucket-status.json").content_string)
+    assert status["result"] == "ok" and status["copied"] == 0, status
+    assert status["verified"] == status["objects"] > 0, status
+    assert host(MLFLOW_HOSTS[1]).run("systemctl is-enabled mlflow-bucket-backup@team-a.timer").stdout.strip() in (
+        "disabled", ""), "the bucket backup is scheduled on " + MLFLOW_HOSTS[1]
 
     client = MlflowClient()
     experiment_id = client.get_run(tutorial_run["run_id"]).info.experiment_id
@@ -273,6 +283,35 @@ def test_backup_and_restore_across_the_hosts(tutorial_run, mlflow_env):
     assert client.get_run(tutorial_run["run_id"]).info.status == "FINISHED"
     model = mlflow.artifacts.download_artifacts("runs:/%s/model" % tutorial_run["run_id"], dst_path=str(EPHEMERAL))
     assert (pathlib.Path(model) / "MLmodel").is_file()
+
+
+def test_mlflow_gc_deletes_for_good_over_tls_from_the_first_mlflow_host_only(mlflow_env):
+    """mlflow_gc_enabled (mlflow_gc_older_than 1d here): the unit on the first MLflow host
+    deletes a run deleted two days ago, its rows on mh-db and its artifact in the MinIO
+    cluster, through its own server over TLS (checked with the MLflow hosts' CA); the
+    second MLflow host schedules none."""
+    client = MlflowClient()
+    experiment_id = client.get_experiment_by_name("Default").experiment_id
+    run_id = client.create_run(experiment_id, run_name="gc-over-tls").info.run_id
+    with tempfile.TemporaryDirectory() as directory:
+        note = pathlib.Path(directory) / "note.txt"
+        note.write_text("gc")
+        client.log_artifact(run_id, str(note))
+    client.delete_run(run_id)
+    as_postgres(host("mh-db"), "update runs set deleted_time = deleted_time - 2 * 86400 * 1000 where run_uuid = '%s'"
+                % run_id, "mlflow_team_a")
+    prefix = client.get_run(run_id).info.artifact_uri.split(":/", 1)[1] + "/"
+    bucket = minio_client(MINIO_HOSTS[0], *service_keys("team-a"), secure=True, ca=str(MINIO_CA))
+    assert [o.object_name for o in bucket.list_objects("mlflow-team-a", prefix=prefix, recursive=True)] != []
+
+    first = host(MLFLOW_HOSTS[0])
+    first.check_output("systemctl start mlflow-gc@team-a.service")
+    assert get("/api/2.0/mlflow/runs/get?run_id=" + run_id).status_code == 404
+    assert [o.object_name for o in bucket.list_objects("mlflow-team-a", prefix=prefix, recursive=True)] == []
+    journal = first.check_output("journalctl -u mlflow-gc@team-a.service --no-pager --output=cat")
+    assert "Run with ID %s has been permanently deleted" % run_id in journal, journal[-2000:]
+    assert host(MLFLOW_HOSTS[1]).run("systemctl is-enabled mlflow-gc@team-a.timer").stdout.strip() in (
+        "disabled", ""), "mlflow gc is scheduled on " + MLFLOW_HOSTS[1]
 
 
 def job_log(run_id):

@@ -118,10 +118,13 @@ def restored(tmp_path_factory):
     saved = tmp_path_factory.mktemp("backup")
     subprocess.run(["podman", "cp", HOST + ":" + LOCATION, str(saved)], check=True)
     replace_host()
-    rc, site = playbook("site")
+    # The new host only, as an operator replacing one host would: the runners keep their
+    # configuration (the CAs and passwords come from the credentials directory).
+    rc, site = playbook("site", None, "--limit", HOST)
     assert rc == 0, site[-3000:]
     rc, without_backup = playbook("restore")
-    subprocess.run(["podman", "cp", str(saved / "mlops"), HOST + ":" + LOCATION], check=True)
+    # Into the directory the new host's scheduled bucket backup made (mlflow_bucket_backup_enabled).
+    subprocess.run(["podman", "cp", str(saved / "mlops") + "/.", HOST + ":" + LOCATION], check=True)
     rc_restore, restore = playbook("restore")
     assert rc_restore == 0, restore[-3000:]
     return {"before": before, "after": snapshot(), "first": first, "second": second,
@@ -150,7 +153,6 @@ def test_restore_without_the_backup_stops_before_any_change(restored):
     rc, output = restored["without_backup"]
     assert rc != 0, output[-3000:]
     assert "no database dump at %s:%s/team-a/database/mlflow_team_a.sql" % (HOST, LOCATION) in output, output[-3000:]
-    assert "no bucket mirror at" in output, output[-3000:]
     changed = recap_changed(output)
     assert changed and set(changed) == {0}, output[-3000:]
 

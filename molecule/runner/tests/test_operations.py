@@ -3,6 +3,7 @@ and the operations of playbooks/tracking_service.yml on one service. The tests p
 what they change, but for the delete and purge of team-b (changes_platform: it runs after
 the scenario's unmarked tests, see molecule/conftest.py)."""
 
+import json
 import os
 import pathlib
 import re
@@ -243,3 +244,67 @@ def test_mlflow_gc_deletes_for_good_what_was_deleted_long_enough_ago():
     assert stored("fresh") == [runs["fresh"][1]] and stored("kept") == [runs["kept"][1]]
     journal = node.check_output("journalctl -u mlflow-gc@team-a.service --no-pager --output=cat")
     assert "Run with ID %s has been permanently deleted" % runs["old"][0] in journal, journal[-2000:]
+
+
+BACKUPS = "/var/backups/mlops"
+# Changes a file's first byte and gives it back its modification time: bit rot on the
+# backup storage, which a copy by size and time cannot see.
+ROT = """
+import os, sys
+path = sys.argv[1]
+stat = os.stat(path)
+with open(path, "r+b") as f:
+    first = f.read(1)
+    f.seek(0)
+    f.write(bytes([first[0] ^ 0xFF]))
+os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+"""
+
+
+def bucket_backup_status(service):
+    return json.loads(node.file("%s/%s/bucket-status.json" % (BACKUPS, service)).content_string)
+
+
+def mirrored_files(service):
+    """{key: (size, mode)} of every file in the service's bucket mirror on the host."""
+    listing = node.check_output("find %s/%s/bucket -type f -printf '%%P %%s %%m\\n'", BACKUPS, service)
+    return {key: (int(size), mode) for key, size, mode in (line.rsplit(" ", 2) for line in listing.splitlines())}
+
+
+@pytest.mark.usefixtures("tutorial_run", "big_artifact")
+def test_the_bucket_backup_timer_copies_every_object_and_finds_a_changed_copy():
+    """mlflow_bucket_backup_enabled: the converge backed up both services' buckets at once
+    (there was no backup yet); the timer's unit, started by hand, copies every object of
+    team-a's bucket with the service's own keys and compares each file with its object. A
+    file changed on the backup storage (its size and time kept) fails the run, named, and
+    is copied again; the next run is good."""
+    for service in ("team-a", "team-b"):
+        assert node.check_output("systemctl is-enabled mlflow-bucket-backup@%s.timer", service) == "enabled"
+        assert bucket_backup_status(service)["result"] == "ok", bucket_backup_status(service)
+    node.check_output("systemctl start mlflow-bucket-backup@team-a.service")
+    status = bucket_backup_status("team-a")
+    bucket = minio_client(HOST, *service_keys("team-a"))
+    objects = {o.object_name: o for o in bucket.list_objects("mlflow-team-a", recursive=True)}
+    assert status["result"] == "ok" and status["errors"] == [], status
+    assert status["objects"] == len(objects) > 0 and status["last_success"] == status["finished"]
+    # Every object's content was compared, the 2 GiB multipart one (big_artifact) too.
+    assert status["verified"] == len(objects) and status["size_only"] == 0, status
+    assert mirrored_files("team-a") == {key: (obj.size, "600") for key, obj in objects.items()}
+    assert node.file(BACKUPS + "/team-a/bucket-status.json").mode == 0o600
+
+    key = next(key for key, obj in objects.items() if key.endswith("/MLmodel"))
+    node.check_output("python3 -c %s %s", ROT, "%s/team-a/bucket/%s" % (BACKUPS, key))
+    done = node.run("systemctl start mlflow-bucket-backup@team-a.service")
+    assert done.rc != 0
+    failed = bucket_backup_status("team-a")
+    assert failed["result"] == "failed" and failed["last_success"] == status["last_success"], failed
+    assert failed["errors"] == ["1 files of the backup differed from their objects (changed on the backup storage) "
+                                "and were copied again: " + key], failed["errors"]
+    journal = node.check_output("journalctl -u mlflow-bucket-backup@team-a.service --no-pager --output=cat")
+    assert "bucket backup failed: 1 files of the backup differed" in journal, journal[-2000:]
+    md5 = node.check_output("md5sum %s", "%s/team-a/bucket/%s" % (BACKUPS, key)).split()[0]
+    assert md5 == objects[key].etag.strip('"')
+
+    node.check_output("systemctl start mlflow-bucket-backup@team-a.service")
+    mended = bucket_backup_status("team-a")
+    assert mended["result"] == "ok" and mended["copied"] == 0 and mended["last_success"] == mended["finished"]

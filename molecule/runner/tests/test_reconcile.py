@@ -71,6 +71,18 @@ def test_without_the_callback_it_stops_before_any_change(tmp_path):
     assert "PLAY [PostgreSQL" not in output, output[-3000:]
 
 
+# Sets a bucket backup's status.json times back by three days, as if no backup had run since.
+AGE_STATUS = """
+import datetime, json, sys
+path = sys.argv[1]
+status = json.load(open(path))
+for key in ("started", "finished", "last_success"):
+    status[key] = (datetime.datetime.fromisoformat(status[key]) - datetime.timedelta(days=3)).isoformat()
+json.dump(status, open(path, "w"))
+"""
+BUCKET_BACKUP_STATUS = "/var/backups/mlops/team-a/bucket-status.json"
+
+
 def remove_bucket(name):
     """The bucket gone with every version of every object in it (team-b's jobs logged there)."""
     client = minio_root_client(HOST)
@@ -93,6 +105,8 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     node.check_output("echo '# edited by hand' >> %s" % GATEWAY_CONF)   # the gateway config hand-edited
     psql("alter role mlflow_team_b password 'Drifted-pass-2026'")        # a database password changed
     runner_host.check_output("systemctl stop mlops-runner")              # a runner stopped
+    node.check_output("python3 -c %s %s", AGE_STATUS, BUCKET_BACKUP_STATUS)  # a bucket backup stale
+    stale = json.loads(node.file(BUCKET_BACKUP_STATUS).content_string)
 
     rc, report, output = reconcile(tmp_path / "drift.json", "--check")
     assert rc == 2, output[-5000:]
@@ -104,10 +118,17 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
         (HOST, "mlops.platform.minio_user", "minio_user (Create the MinIO user: team-a)"),
         (HOST, "mlops.platform.tracking_service", "tracking_service team-b"),
         (HOST, "ansible.builtin.template", "template " + GATEWAY_CONF),
-        (HOST, "community.postgresql.postgresql_user", "postgresql_user (Create the login roles of the database: mlflow_team_b)"),
+        (HOST, "community.postgresql.postgresql_user",
+         "postgresql_user (Create the login roles of the database: mlflow_team_b)"),
         (RUNNER, "ansible.builtin.systemd_service", "systemd_service mlops-runner.service"),
+        (HOST, "ansible.builtin.systemd_service", "systemd_service mlflow-bucket-backup@team-a.service"),
     ]), json.dumps(report["drift"], indent=1)[:6000]
-    by_action = {entry["action"]: entry for entry in report["drift"]}
+    by_action = {entry["action"]: entry for entry in report["drift"] if entry["host"] != HOST
+                 or entry["action"] != "ansible.builtin.systemd_service"}
+    # The reconcile would back the bucket up at once, and says why.
+    backup = next(entry for entry in report["drift"] if entry["resource"].endswith("@team-a.service"))
+    assert backup["task"].endswith("Back up now: team-a: the last good backup, at %s, is 72 hours old, more than "
+                                   "mlflow_bucket_backup_max_age_hours (26)" % stale["last_success"]), backup["task"]
     # Tasks that carry a secret (no_log) name the resource and hide the values.
     assert by_action["mlops.platform.minio_user"]["found"].startswith("(hidden")
     assert "# edited by hand" in by_action["ansible.builtin.template"]["found"]
@@ -118,7 +139,7 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert "Drifted-pass-2026" not in (tmp_path / "drift.json").read_text() + output
     assert by_action["community.postgresql.postgresql_user"]["found"].startswith("(hidden")
     assert oct((tmp_path / "drift.json").stat().st_mode & 0o777) == "0o600"
-    assert "Drift on 6 resources" in output
+    assert "Drift on 7 resources" in output
     # Report mode changed nothing.
     assert not minio_root_client(HOST).bucket_exists("mlflow-team-b")
     assert user_policies("mlflow-team-a") == ["readwrite"]
@@ -138,6 +159,8 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert service_running(node, "team-b") and mlflow_health(node, 5002) == "200"
     assert node.file(GATEWAY_CONF).content_string == conf_before
     assert runner_host.service("mlops-runner").is_running
+    backed_up = json.loads(node.file(BUCKET_BACKUP_STATUS).content_string)
+    assert backed_up["result"] == "ok" and backed_up["last_success"] == backed_up["finished"] > stale["finished"]
     # team-b's MLflow reaches its database with the password it was given.
     search = node.run("python3 -c \"import urllib.request as u; print(u.urlopen("
                       "'http://127.0.0.1:5002/api/2.0/mlflow/experiments/search?max_results=1', timeout=30).status)\"")

@@ -42,10 +42,6 @@ RESTART_SECONDS = 12
 SERVING_SECONDS = 60
 
 
-def session():
-    return gateway_session(SERVICE, USER)
-
-
 def answer(client, path, timeout=2):
     """The status of GET path through the gateway, or the name of the error that stood for it."""
     try:
@@ -139,7 +135,7 @@ def test_a_hung_service_is_killed_by_the_watchdog_and_serves_again(tutorial_run,
     units = [unit for _what, unit, _probe in HUNG]
     waited = max(0.0, settings["grace"] + settings["interval"] - min(active_for(unit) for unit in units))
     time.sleep(waited)
-    client = session()
+    client = gateway_session(SERVICE, USER)
     paths = {what: PROBES[probe](tutorial_run) for what, _unit, probe in HUNG}
     assert {what: answer(client, path, timeout=10) for what, path in paths.items()} == {what: 200 for what in paths}
     restarts = {unit: unit_state(unit)[1] for unit in units}
@@ -177,7 +173,7 @@ def test_a_hung_service_is_killed_by_the_watchdog_and_serves_again(tutorial_run,
 @pytest.mark.parametrize("what,unit,find,probe", PROCESSES, ids=[p[0] for p in PROCESSES])
 def test_a_killed_process_is_restarted_at_once_and_serves_again(what, unit, find, probe, tutorial_run,
                                                                 fault_figures):
-    client = session()
+    client = gateway_session(SERVICE, USER)
     path = PROBES[probe](tutorial_run)
     deadline = time.monotonic() + 60
     while answer(client, path) != 200:
@@ -216,7 +212,7 @@ def test_a_killed_process_is_restarted_at_once_and_serves_again(what, unit, find
 def test_postgresql_restarted_under_load_loses_no_acknowledged_metric(fault_figures):
     """Four clients log a metric each through the gateway, as fast as answers come, while
     PostgreSQL restarts: every metric the gateway acknowledged (200) is in the database."""
-    client = session()
+    client = gateway_session(SERVICE, USER)
     api = gateway_url(PORT, "/api/2.0/mlflow")
     experiment = client.post(api + "/experiments/create", json={"name": "resilience-%d" % time.time()}, timeout=30)
     assert experiment.status_code == 200, experiment.text
@@ -270,7 +266,7 @@ ARTIFACT_FAILURE_SECONDS = 30
 
 
 def test_with_minio_down_metrics_still_log_and_artifact_calls_fail_fast_naming_the_store(fault_figures):
-    client = session()
+    client = gateway_session(SERVICE, USER)
     api = gateway_url(PORT, "/api/2.0/mlflow")
     experiment = client.post(api + "/experiments/create", json={"name": "store-down-%d" % time.time()}, timeout=30)
     assert experiment.status_code == 200, experiment.text
@@ -307,7 +303,7 @@ def test_with_minio_down_metrics_still_log_and_artifact_calls_fail_fast_naming_t
 
 
 def test_with_postgresql_down_the_gateway_answers_503_naming_the_database(fault_figures):
-    client = session()
+    client = gateway_session(SERVICE, USER)
     path = PROBES["api"](None)
     assert answer(client, path) == 200
     node.check_output("systemctl stop %s", POSTGRESQL)

@@ -23,9 +23,10 @@ def test_a_recent_good_backup_needs_nothing():
 
 
 def test_a_good_backup_older_than_the_limit_is_stale():
-    problem = backup_problem(status(finished="2026-12-01T09:59:00+00:00"), 26, NOW)
+    problem = backup_problem(status(finished="2026-12-01T09:59:00+00:00"), 26, NOW, "postgresql_backup_max_age_hours")
     assert problem.startswith("the last good backup, at 2026-12-01T09:59:00+00:00, is 26 hours old")
     assert "postgresql_backup_max_age_hours (26)" in problem
+    assert backup_problem(status(finished="2026-12-01T09:59:00+00:00"), 26, NOW).endswith("the age limit (26)")
 
 
 def test_a_failed_run_names_its_errors_even_after_a_recent_success():
