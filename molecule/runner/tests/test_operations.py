@@ -23,6 +23,7 @@ node = host(HOST)
 # The scenario's services as molecule.yml gives them: the bad-input tests change one field.
 SERVICES_AS_GIVEN = group_vars()["mlops_tracking_services"]
 PREFLIGHT_PLAY = "Check every role's input before any host changes"
+BACKUPS = "/var/backups/mlops"
 
 
 def with_change(index, **changes):
@@ -136,6 +137,10 @@ def test_delete_keeps_the_data_and_purge_drops_it():
     assert database_exists("mlflow_team_b")
     assert minio_root_client(HOST).bucket_exists("mlflow-team-b")
     assert (TRACKING_SERVICES / "team-b" / "database.password").exists()
+    # Its timers are off; its backup stays.
+    for timer in ("mlflow-gc@team-b.timer", "mlflow-bucket-backup@team-b.timer"):
+        assert node.run("systemctl is-enabled %s", timer).stdout.strip() != "enabled", timer
+    assert node.file(BACKUPS + "/team-b/bucket-status.json").is_file
 
     rc, output = playbook("tracking_service", None, "-e", "op=delete", "-e", "service=team-b", "-e", "purge=true")
     assert rc == 0, output[-3000:]
@@ -246,7 +251,6 @@ def test_mlflow_gc_deletes_for_good_what_was_deleted_long_enough_ago():
     assert "Run with ID %s has been permanently deleted" % runs["old"][0] in journal, journal[-2000:]
 
 
-BACKUPS = "/var/backups/mlops"
 # Changes a file's first byte and gives it back its modification time: bit rot on the
 # backup storage, which a copy by size and time cannot see.
 ROT = """
@@ -298,8 +302,9 @@ def test_the_bucket_backup_timer_copies_every_object_and_finds_a_changed_copy():
     assert done.rc != 0
     failed = bucket_backup_status("team-a")
     assert failed["result"] == "failed" and failed["last_success"] == status["last_success"], failed
-    assert failed["errors"] == ["1 files of the backup differed from their objects (changed on the backup storage) "
-                                "and were copied again: " + key], failed["errors"]
+    assert failed["errors"] == ["1 files of the backup differed from their objects (changed on the backup storage, "
+                                "or the object replaced while it was copied) and were copied again: " + key], \
+        failed["errors"]
     journal = node.check_output("journalctl -u mlflow-bucket-backup@team-a.service --no-pager --output=cat")
     assert "bucket backup failed: 1 files of the backup differed" in journal, journal[-2000:]
     md5 = node.check_output("md5sum %s", "%s/team-a/bucket/%s" % (BACKUPS, key)).split()[0]

@@ -178,10 +178,10 @@ def back_up(s3, bucket, root, args, status, now):
                                 + ", ".join(repr(key) for key in bad[:SHOWN]))
     status["objects"] = len(objects)
     status["bytes"] = sum(item["Size"] for item in objects.values())
+    usable = sorted(((key, item) for key, item in objects.items() if key_parts(key) is not None),
+                    key=lambda pair: pair[0])
     copied = []
-    for key, item in sorted(objects.items()):
-        if key in bad:
-            continue
+    for key, item in usable:
         path = os.path.join(root, *key_parts(key))
         mtime = int(item["LastModified"].timestamp())
         try:
@@ -199,9 +199,7 @@ def back_up(s3, bucket, root, args, status, now):
 
     status["verified"], status["size_only"], differed = 0, 0, []
     if args.verify:
-        for key, item in sorted(objects.items()):
-            if key in bad:
-                continue
+        for key, item in usable:
             path = os.path.join(root, *key_parts(key))
             if not os.path.isfile(path) or os.path.getsize(path) != item["Size"]:
                 continue  # not copied: its error is recorded above
@@ -220,8 +218,9 @@ def back_up(s3, bucket, root, args, status, now):
                 status["errors"].append("%s: not copied again: %s" % (key, error))
         if differed:
             status["errors"].append(
-                "%d files of the backup differed from their objects (changed on the backup storage) and were "
-                "copied again: %s" % (len(differed), ", ".join(differed[:SHOWN])))
+                "%d files of the backup differed from their objects (changed on the backup storage, or the object "
+                "replaced while it was copied) and were copied again: %s"
+                % (len(differed), ", ".join(differed[:SHOWN])))
 
     status["gone"], deleted = retire(status["gone"], objects, local_files(root), now, args.keep_days)
     for key in deleted:
