@@ -146,6 +146,7 @@ def test_report_lists_exactly_the_injected_drift_and_apply_fixes_it(runner_host,
     assert not service_running(node, "team-b") and not runner_host.service("mlops-runner").is_running
     assert node.file(GATEWAY_CONF).content_string.endswith("# edited by hand\n")
     assert password_hash("mlflow_team_b") != hash_before
+    assert json.loads(node.file(BUCKET_BACKUP_STATUS).content_string) == stale
 
     rc, applied, output = reconcile(tmp_path / "applied.json")
     assert rc == 0, output[-5000:]
