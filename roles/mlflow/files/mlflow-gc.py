@@ -19,6 +19,8 @@ def tracking_uri(environ):
     host = environ["MLFLOW_HOST"]
     if host in ("0.0.0.0", "::"):
         host = "127.0.0.1"
+    elif ":" in host:
+        host = "[%s]" % host
     scheme = "https" if "--ssl-certfile" in environ.get("MLFLOW_UVICORN_OPTS", "") else "http"
     return "%s://%s:%s" % (scheme, host, environ["MLFLOW_PORT"])
 
