@@ -257,3 +257,42 @@ def test_a_full_disk_fails_writes_clearly_keeps_every_row_and_recovers_by_itself
     finally:
         server.run("rm -f %s", FILLER)
         server.run("runuser -u postgres -- psql -X -q -c %s", "drop database if exists %s" % FULL_DISK_DB)
+
+
+SERVER_LOG = "/var/log/postgresql/postgresql-%s-main.log" % PG_VERSION
+
+
+def test_a_wal_that_cannot_grow_stops_the_server_which_comes_back_by_itself_with_every_commit(fault_figures):
+    """The data directory's filesystem full and the WAL needing a new segment: PostgreSQL
+    stops with a PANIC naming the full disk (it cannot log, so it accepts nothing), and
+    once space returns it replays its WAL and serves again by itself (systemd restarts it
+    however often its start fails), every committed row there."""
+    as_postgres(server, "create database %s" % FULL_DISK_DB)
+    log_size = int(server.check_output("stat -c %%s %s", SERVER_LOG))
+    try:
+        psql_as_postgres("create table rows_before (id serial primary key, payload text);"
+                         "insert into rows_before (payload) select md5(g::text) from generate_series(1, 5000) g")
+        filled = server.run("dd if=/dev/zero of=%s bs=1M", FILLER)
+        assert "No space left on device" in filled.stderr, filled.stderr
+        # Each switch leaves the rest of a 16 MB segment unused and needs the next one:
+        # 64 of them are more than the filesystem holds, spare segments included.
+        grown = psql_as_postgres("do $$ begin for i in 1..64 loop"
+                                 " perform pg_logical_emit_message(false, 'mlops-test', 'x');"
+                                 " perform pg_switch_wal(); end loop; end $$")
+        assert grown.rc != 0, "64 new WAL segments on a full disk: %s" % grown.stdout
+        log = server.check_output("tail -c +%s %s", str(log_size + 1), SERVER_LOG)
+        assert "PANIC" in log and "No space left on device" in log, log[-3000:]
+    finally:
+        server.run("rm -f %s", FILLER)
+    freed = time.monotonic()
+    while True:
+        written = psql_as_postgres("insert into rows_before (payload) values ('after the WAL could grow')")
+        if written.rc == 0:
+            break
+        assert time.monotonic() - freed < 120, "no write 120 s after space returned: %s" % written.stderr
+        time.sleep(1)
+    fault_figures.append("PostgreSQL's WAL unable to grow: a PANIC; writing again %.1f s after space returned"
+                         % (time.monotonic() - freed))
+    assert psql_as_postgres("select count(*), count(distinct payload) from rows_before").stdout.strip() == \
+        "5001|5001"
+    server.run("runuser -u postgres -- psql -X -q -c %s", "drop database if exists %s" % FULL_DISK_DB)

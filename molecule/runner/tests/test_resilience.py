@@ -11,7 +11,9 @@ the watchdog (mlops.platform.watchdog) and killed, and then restarts like a kill
 With one store down, the platform degrades instead of failing whole: MinIO stopped, a
 user's MLflow client still logs metrics and parameters, and its artifact calls fail
 within seconds with a message naming the artifact store; PostgreSQL stopped, the gateway
-answers 503 naming the tracking database.
+answers 503 naming the tracking database. With a store's disk full (PostgreSQL's data
+and MinIO's drive are filesystems of their own here), writes fail as clearly, reads go
+on, nothing is half-stored, and writes work again once space returns, nothing restarted.
 
 The services come back by themselves (the units' restart policies); a test that finds one
 still down at its end starts it again, so the tests after it meet the platform whole."""
@@ -25,8 +27,8 @@ import time
 import pytest
 import requests
 
-from mlops_testing import (PG_VERSION, MetricLoad, client_env, gateway_session, gateway_url, host, platform_host,
-                           unit_properties)
+from mlops_testing import (PG_VERSION, MetricLoad, as_postgres, client_env, gateway_session, gateway_url, host,
+                           platform_host, unit_properties)
 
 HOST = platform_host()
 node = host(HOST)
@@ -323,3 +325,138 @@ def test_with_postgresql_down_the_gateway_answers_503_naming_the_database(fault_
     while answer(client, path) != 200:
         assert time.monotonic() < deadline, "not serving %d s after PostgreSQL started" % SERVING_SECONDS
         time.sleep(1)
+
+
+# The platform host's data volumes (molecule.yml: filesystems of their own).
+PG_DATA, MINIO_DRIVE = "/var/lib/postgresql", "/var/lib/minio/data"
+
+
+def fill(filesystem):
+    """Fill filesystem with a file of zeros; its path, for the test to remove."""
+    filler = filesystem + "/mlops-test-filler"
+    # dd stops when nothing is left: its own 'No space left on device' is expected.
+    filled = node.run("dd if=/dev/zero of=%s bs=1M", filler)
+    assert "No space left on device" in filled.stderr, filled.stderr
+    assert node.check_output("df --output=avail -B1 %s | tail -1", filesystem).strip() == "0"
+    return filler
+
+
+def new_run(client, name):
+    """A run of a new experiment of team-a, through the gateway: its info."""
+    api = gateway_url(PORT, "/api/2.0/mlflow")
+    experiment = client.post(api + "/experiments/create", json={"name": "%s-%d" % (name, time.time())}, timeout=30)
+    assert experiment.status_code == 200, experiment.text
+    created = client.post(api + "/runs/create", json={"experiment_id": experiment.json()["experiment_id"]},
+                          timeout=30)
+    assert created.status_code == 200, created.text
+    return created.json()["run"]["info"]
+
+
+def journal_cursor(unit):
+    return node.check_output("journalctl -u %s -n 0 --show-cursor --no-pager | sed -n 's/^-- cursor: //p'", unit)
+
+
+def journal_after(unit, cursor):
+    return node.check_output("journalctl -u %s --after-cursor=%s --no-pager --output=cat", unit, cursor)
+
+
+def test_a_full_database_disk_fails_writes_naming_the_database_keeps_every_metric_and_recovers(fault_figures):
+    """PostgreSQL's filesystem full: a batch of metrics that needs room answers 503 naming
+    the tracking database (the whole batch stored or none of it), reads go on, the MLflow
+    log says why, and once space returns the same write succeeds with nothing restarted."""
+    client = gateway_session(SERVICE, USER)
+    api = gateway_url(PORT, "/api/2.0/mlflow")
+    run = new_run(client, "full-database-disk")["run_id"]
+
+    def batch(step):
+        return {"run_id": run, "metrics": [{"key": "m%d" % key, "value": key, "timestamp": 0, "step": step}
+                                           for key in range(1000)]}
+    before = unit_state(POSTGRESQL), unit_state("mlflow@team-a.service")
+    cursor = journal_cursor("mlflow@team-a.service")
+    # Spare WAL segments made now: the full disk then meets the tables, not the WAL (a
+    # WAL that cannot grow stops the server: molecule/postgresql tests that).
+    as_postgres(node, "checkpoint")
+    filler = fill(PG_DATA)
+    try:
+        acknowledged = 0
+        for step in range(100):
+            answered = client.post(api + "/runs/log-batch", json=batch(step), timeout=60)
+            if answered.status_code != 200:
+                break
+            acknowledged += 1
+        fault_figures.append("PostgreSQL's disk full: %d batches of 1000 metrics acknowledged, then %d"
+                             % (acknowledged, answered.status_code))
+        assert answered.status_code == 503, answered.text
+        assert "tracking database of team-a" in answered.json()["message"], answered.text
+        assert "disk space" in answered.json()["message"], answered.text
+        assert "psycopg2" not in answered.text, answered.text
+        read = client.get(api + "/runs/get", params={"run_id": run}, timeout=30)
+        assert read.status_code == 200, read.text
+        assert "No space left on device" in journal_after("mlflow@team-a.service", cursor)
+    finally:
+        node.run("rm -f %s", filler)
+    deadline = time.monotonic() + SERVING_SECONDS
+    while client.post(api + "/runs/log-batch", json=batch(100), timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, "no write %d s after space returned" % SERVING_SECONDS
+        time.sleep(1)
+    stored = as_postgres(node, "select count(*) from metrics where run_uuid = '%s'" % run, "mlflow_team_a")
+    assert int(stored) == (acknowledged + 1) * 1000
+    assert (unit_state(POSTGRESQL), unit_state("mlflow@team-a.service")) == before
+
+
+def artifacts(client, root, path=""):
+    """Every file under path of an artifact root (mlflow-artifacts:/...), through the gateway: {path: bytes}."""
+    prefix = root.split(":/", 1)[1]
+    listed = client.get(gateway_url(PORT, "/api/2.0/mlflow-artifacts/artifacts"), timeout=30,
+                        params={"path": prefix + ("/" + path if path else "")})
+    assert listed.status_code == 200, listed.text
+    files = {}
+    for entry in listed.json().get("files", []):
+        name = (path + "/" if path else "") + entry["path"].rsplit("/", 1)[-1]
+        if entry["is_dir"]:
+            files.update(artifacts(client, root, name))
+        else:
+            got = client.get(gateway_url(PORT, "/api/2.0/mlflow-artifacts/artifacts/%s/%s" % (prefix, name)),
+                             timeout=60)
+            assert got.status_code == 200, (name, got.text)
+            files[name] = got.content
+    return files
+
+
+def test_a_full_artifact_disk_fails_uploads_naming_the_store_keeps_every_object_and_recovers(tutorial_run,
+                                                                                             fault_figures):
+    """MinIO's drive full: a user's upload fails within seconds with the gateway's 424
+    naming the artifact store, metrics, parameters and artifact reads go on, the
+    tutorial's artifacts read back unchanged, and once space returns uploads work again
+    with nothing restarted."""
+    client = gateway_session(SERVICE, USER)
+    kept = artifacts(client, tutorial_run["artifact_uri"])
+    assert kept, "the tutorial's run has no artifact"
+    info = new_run(client, "full-artifact-disk")
+    before = unit_state("minio.service"), unit_state("mlflow@team-a.service")
+    filler = fill(MINIO_DRIVE)
+    try:
+        done = subprocess.run([sys.executable, "-c", DEGRADED_CLIENT, info["run_id"]], env=client_env(SERVICE, USER),
+                              capture_output=True, text=True, timeout=600, check=False)
+        assert done.returncode == 0, done.stderr[-3000:]
+        calls = json.loads(done.stdout.strip().splitlines()[-1])
+        fault_figures.append("MinIO's drive full: metric %s, parameter %s, upload failed after %.1f s, listing %s"
+                             % ("logged" if calls["metric"]["ok"] else "FAILED",
+                                "logged" if calls["param"]["ok"] else "FAILED",
+                                calls["upload"]["seconds"], "served" if calls["listing"]["ok"] else "FAILED"))
+        assert calls["metric"]["ok"] and calls["param"]["ok"] and calls["listing"]["ok"], calls
+        assert not calls["upload"]["ok"], calls
+        assert "424" in calls["upload"]["error"] and "artifact store of team-a" in calls["upload"]["error"], calls
+        assert calls["upload"]["seconds"] < ARTIFACT_FAILURE_SECONDS, calls
+        assert artifacts(client, tutorial_run["artifact_uri"]) == kept
+    finally:
+        node.run("rm -f %s", filler)
+    upload = gateway_url(PORT, "/api/2.0/mlflow-artifacts/artifacts/%s/after-full.txt"
+                         % info["artifact_uri"].split(":/", 1)[1])
+    deadline = time.monotonic() + SERVING_SECONDS
+    while client.put(upload, data=b"space is back", timeout=60).status_code != 200:
+        assert time.monotonic() < deadline, "no upload %d s after space returned" % SERVING_SECONDS
+        time.sleep(1)
+    assert client.get(upload, timeout=60).content == b"space is back"
+    assert artifacts(client, tutorial_run["artifact_uri"]) == kept
+    assert (unit_state("minio.service"), unit_state("mlflow@team-a.service")) == before
