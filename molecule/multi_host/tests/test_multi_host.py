@@ -92,19 +92,31 @@ def test_the_gateway_reaches_mlflow_and_the_job_api_over_verified_tls():
 
 
 def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
-    # mlflow@'s IPAddressAllow: the gateway, the database host and the S3 endpoint; the
+    # mlflow@'s IPAddressAllow: the gateway, the database hosts and the S3 endpoint; the
     # runner host (a job's host) gets no answer from MLflow's port, and MLflow none
     # from the runner host's.
     for name in MLFLOW_HOSTS:
         assert connects(host(GATEWAY), address(name), 5001), name
         assert not connects(host(RUNNER), address(name), 5001), name
-    # From inside MLflow's unit: its database and S3 endpoint (the first MinIO node)
-    # answer; the second MinIO node, which answers the host itself, does not.
+    # From inside MLflow's unit: its database, the standby a failover may promote and its
+    # S3 endpoint (the first MinIO node) answer; a port on the runner host, which answers
+    # the MLflow host itself, does not.
     mlflow = host(MLFLOW_HOSTS[0])
-    assert connects(mlflow, address("mh-db"), 5432, unit="mlflow@team-a")
+    for database in ("mh-db", STANDBY):
+        assert connects(mlflow, address(database), 5432, unit="mlflow@team-a"), database
     assert connects(mlflow, address(MINIO_HOSTS[0]), 9000, unit="mlflow@team-a")
-    assert connects(mlflow, address(MINIO_HOSTS[1]), 9000)
-    assert not connects(mlflow, address(MINIO_HOSTS[1]), 9000, unit="mlflow@team-a")
+    runner = host(RUNNER)
+    runner.check_output("systemd-run --unit allow-list-probe --collect -p RuntimeMaxSec=120 "
+                        "python3 -m http.server --bind %s 9099", address(RUNNER))
+    try:
+        for _attempt in range(50):
+            if connects(runner, address(RUNNER), 9099):
+                break
+            time.sleep(0.2)
+        assert connects(mlflow, address(RUNNER), 9099)
+        assert not connects(mlflow, address(RUNNER), 9099, unit="mlflow@team-a")
+    finally:
+        runner.run("systemctl stop allow-list-probe")
 
 
 # mlops.platform.firewall: each platform port and the hosts that use it; every other
