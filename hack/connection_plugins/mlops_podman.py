@@ -264,9 +264,15 @@ class Connection(PodmanConnection):
         if client is None:
             display.vvv("no agent in %s: a podman exec for this command" % self._container_id)
             if not in_data:
-                return super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
-            exec_args = ["exec", "-i"] + (["--user", self.user] if self.user else [])
-            return self._podman(exec_args, argv, in_data)
+                result = super().exec_command(cmd, in_data=in_data, sudoable=sudoable)
+            else:
+                exec_args = ["exec", "-i"] + (["--user", self.user] if self.user else [])
+                result = self._podman(exec_args, argv, in_data)
+            # A stopped container is a host that is down: unreachable, as ssh would report
+            # it, so that plays which skip hosts that do not answer (failover.yml) see it so.
+            if result[0] != 0 and b"container state improper" in result[2]:
+                raise AnsibleConnectionFailure("%s is not running" % self._container_id)
+            return result
         display.vvv("AGENT %s" % argv, host=self._container_id)
         result = run(client, argv, in_data)
         if result is None:
