@@ -109,10 +109,7 @@ def test_mlflow_answers_the_gateway_and_no_host_outside_its_allow_list():
     runner.check_output("systemd-run --unit allow-list-probe --collect -p RuntimeMaxSec=120 "
                         "python3 -m http.server --bind %s 9099", address(RUNNER))
     try:
-        for _attempt in range(50):
-            if connects(runner, address(RUNNER), 9099):
-                break
-            time.sleep(0.2)
+        assert wait_for(lambda: connects(runner, address(RUNNER), 9099), timeout=10, interval=0.2)
         assert connects(mlflow, address(RUNNER), 9099)
         assert not connects(mlflow, address(RUNNER), 9099, unit="mlflow@team-a")
     finally:
