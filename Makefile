@@ -6,10 +6,10 @@ SHELL := /bin/bash
 DEBIAN ?= 12 13
 SCENARIO ?=
 
-.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench bench-jobs gpu-check build
+.PHONY: help deps images minio testbed test lint yamllint ansible-lint sanity units jobs integration molecule demo demo-destroy bench bench-artifacts bench-jobs gpu-check build
 
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-13s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-15s %s\n", $$1, $$2}'
 
 deps: ## Install apt packages, podman config, the pinned virtual environment (.venv)
 	@bash hack/bootstrap.sh
@@ -57,6 +57,9 @@ demo-destroy: ## Remove the sandbox container and its network (credentials in .d
 
 bench: ## Throughput and memory against the seed tutorial's plain server, on the demo sandbox
 	@bash hack/bench.sh
+
+bench-artifacts: ## Large artifacts through the gateway against the same client straight to the store, on the demo sandbox
+	@bash hack/bench_artifacts.sh
 
 bench-jobs: deps ## Job queue and runner agent: submit-to-RUNNING latency and slot utilization
 	@.venv/bin/python hack/bench_jobs.py

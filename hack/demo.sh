@@ -22,7 +22,11 @@ up() {
   podman network exists "$network" || podman network create "$network" >/dev/null
   if ! podman container exists "$name"; then
     log "starting sandbox host $name"
-    podman run -d --name "$name" --hostname "$name" --network "$network" --systemd=always "$image" /sbin/init >/dev/null
+    # CAP_SYS_ADMIN, as a real host's systemd has it: each job's transient unit sets up
+    # mount namespaces (its sandbox), and Debian 13's systemd applies MLflow's seccomp
+    # hardening with it; without it every job ends 226/NAMESPACE.
+    podman run -d --name "$name" --hostname "$name" --network "$network" --systemd=always --cap-add SYS_ADMIN \
+      "$image" /sbin/init >/dev/null
   fi
   [ "$(podman inspect -f '{{.State.Running}}' "$name")" = true ] || podman start "$name" >/dev/null
   for _ in $(seq 60); do
