@@ -60,7 +60,7 @@ def main():
     proxy = "http://%s:%s/api/2.0/mlflow-artifacts/artifacts/%s/%s/artifacts" % (
         env["MLFLOW_HOST"], env["MLFLOW_PORT"], experiment_id, run_id)
     host_header = env.get("MLFLOW_SERVER_ALLOWED_HOSTS", "").split(",")[0] or None
-    bucket, _, prefix = env["MLFLOW_ARTIFACTS_DESTINATION"][len("s3://"):].partition("/")
+    bucket, _slash, prefix = env["MLFLOW_ARTIFACTS_DESTINATION"][len("s3://"):].partition("/")
     s3 = boto3.client("s3", endpoint_url=env["MLFLOW_S3_ENDPOINT_URL"], aws_access_key_id=env["AWS_ACCESS_KEY_ID"],
                       aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
                       verify=env.get("AWS_CA_BUNDLE") or True,
@@ -72,7 +72,7 @@ def main():
     with tempfile.TemporaryDirectory() as work:
         source = pathlib.Path(work) / "artifact.bin"
         with source.open("wb") as out:
-            for _ in range(args.megabytes):
+            for _megabyte in range(args.megabytes):
                 out.write(os.urandom(CHUNK))
         received = pathlib.Path(work) / "received"
 
