@@ -33,6 +33,14 @@ options:
       - Region to sign requests for; MinIO ignores it unless configured with one.
     type: str
     default: us-east-1
+  addressing_style:
+    description:
+      - How a bucket is addressed, V(path) (V(https://host/bucket/key), what S3-compatible stores usually take) or
+        V(virtual) (V(https://bucket.host/key)).
+      - V(auto) lets the client choose, virtual-host style for AWS S3 and path style elsewhere.
+    type: str
+    choices: [auto, path, virtual]
+    default: auto
   validate_certs:
     description:
       - Verify the endpoint's TLS certificate. Turn off only for a test endpoint.
@@ -42,6 +50,11 @@ options:
     description:
       - CA bundle (PEM) to verify the endpoint's certificate with, for a private CA or a self-signed certificate.
     type: path
+  ca_content:
+    description:
+      - The same CA bundle given as its PEM text, for a CA that is not (yet) a file where the module runs. With
+        O(ca_path) both are trusted.
+    type: str
   timeout:
     description:
       - Seconds to wait for the endpoint to accept a connection and to answer a request.

@@ -20,7 +20,10 @@ description:
     the names of its resources and its public URL are written in one place
     (C(plugins/module_utils/platform_model.py)).
   - A record has C(name), C(state), C(present) (state is not absent), C(database) (also its login role),
-    C(bucket) (also its MinIO user and policy), C(unit), C(secrets_dir), C(database_password_file),
+    C(bucket) (also its MinIO user and policy), C(s3) (its artifact store: C(external) false for the platform's
+    MinIO, else the entry's C(s3) over the inventory's C(mlops_s3) without its secret key: C(endpoint_url),
+    C(access_key), C(region), C(addressing_style), C(ca_file), C(ca_host_file), C(create_bucket)), C(unit),
+    C(secrets_dir), C(database_password_file),
     C(s3_secret_key_file), C(users_dir) (on the controller), C(mlflow_port), C(gateway_port), C(server_name),
     C(public_host), C(public_url), C(allowed_hosts), C(cors_origins), C(allow), C(features) and
     C(refused_routes) (the MLflow features the entry turns on; the routes of the others), C(git_urls) (where the

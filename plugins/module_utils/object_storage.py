@@ -37,8 +37,10 @@ CONNECTION_ARGUMENT_SPEC = dict(
     access_key=dict(type="str", required=True, no_log=False),
     secret_key=dict(type="str", required=True, no_log=True),
     region=dict(type="str", default="us-east-1"),
+    addressing_style=dict(type="str", default="auto", choices=["auto", "path", "virtual"]),
     validate_certs=dict(type="bool", default=True),
     ca_path=dict(type="path"),
+    ca_content=dict(type="str"),
     timeout=dict(type="int", default=15),
 )
 
@@ -114,7 +116,9 @@ class ObjectStorageClient(object):
             # A refused connection or a 5xx is retried twice; a wrong answer is not.
             retries=urllib3.Retry(total=2, backoff_factor=0.5, status_forcelist=(500, 502, 503, 504)),
             cert_reqs="CERT_REQUIRED" if verify else "CERT_NONE",
-            ca_certs=(params.get("ca_path") or certifi.where()) if verify else None,
+            ca_certs=(params.get("ca_path") or (None if params.get("ca_content") else certifi.where()))
+            if verify else None,
+            ca_cert_data=params.get("ca_content") if verify else None,
         )
         if not verify:
             urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
@@ -122,6 +126,12 @@ class ObjectStorageClient(object):
             self.endpoint, access_key=self.access_key, secret_key=self._secret_key, secure=self.secure,
             region=self._region, http_client=self._http,
         )
+        # auto: minio-py's own choice (virtual-host style for AWS S3, path style elsewhere).
+        style = params.get("addressing_style") or "auto"
+        if style == "virtual":
+            self.s3.enable_virtual_style_endpoint()
+        elif style == "path":
+            self.s3.disable_virtual_style_endpoint()
         self._admin = None
 
     @property

@@ -64,8 +64,18 @@ PUBLISHED_DEFAULTS = {
 ENTRY_KEYS = (
     "name", "state", "mlflow_port", "gateway_port", "server_name", "bucket", "users", "allow", "upstreams",
     "cors_origins", "workers", "environment", "database_pool_size", "database_max_overflow",
-    "enable_job_execution", "noncurrent_version_days", "features", "git_credentials",
+    "enable_job_execution", "noncurrent_version_days", "features", "git_credentials", "s3",
 )
+# An artifact store the platform does not run (AWS S3, Ceph RGW, an institution's store, a
+# user's own MinIO): an entry's `s3`, over the platform-wide `mlops_s3` (inventory), each
+# key of the entry winning. The bucket is the entry's `bucket`; it must exist unless
+# create_bucket lets the given key make it. No admin API: MLflow signs with these keys.
+S3_KEYS = ("endpoint_url", "access_key", "secret_key", "region", "addressing_style", "ca_file", "create_bucket")
+S3_ADDRESSING_STYLES = ("path", "virtual")
+S3_URL_PATTERN = r"^https?://([A-Za-z0-9.-]+|\[[0-9A-Fa-f:]+\])(:[0-9]{1,5})?/?$"
+S3_REGION_PATTERN = r"^[a-z0-9-]{1,32}$"
+# Where an MLflow host keeps an external store's CA (the entry's ca_file, from the controller).
+S3_CA_DIR = "/etc/mlflow/s3-ca"
 # MLflow features the platform does not operate, and the routes (nginx regular
 # expressions over the URI) of each, which the gateway refuses unless an entry's
 # `features` lists the feature. Each lets a user make the server act beyond tracking:
@@ -414,6 +424,53 @@ def _check_entry(entry, variable):
     return name, state
 
 
+def _check_s3(entry, platform_s3, variable, name):
+    """The entry's external artifact store: its `s3` over mlops_s3, checked; {} for the
+    platform's MinIO. The message names the key, never the secret key."""
+    given = entry.get("s3")
+    for source, value in (("mlops_s3", platform_s3), ("s3", given)):
+        if value not in (None, "", {}) and not isinstance(value, dict):
+            raise _problem(variable, name, "%s must be a mapping of %s" % (source, ", ".join(S3_KEYS)),
+                           "(not a mapping)")
+        unknown = sorted(set(value or {}) - set(S3_KEYS))
+        if unknown:
+            raise _problem(variable, name, "%s may have %s" % (source, ", ".join(S3_KEYS)), unknown)
+    store = dict(platform_s3 or {}, **(given or {}))
+    if not store:
+        return {}
+    url = store.get("endpoint_url")
+    if not (isinstance(url, str) and re.match(S3_URL_PATTERN, url)):
+        raise _problem(variable, name, "s3.endpoint_url must be http(s)://host[:port] without a path or credentials",
+                       url if isinstance(url, str) and "@" not in url else "(not shown)")
+    access_key = store.get("access_key")
+    if not isinstance(access_key, str) or not re.match(r"^\S{3,128}$", access_key):
+        raise _problem(variable, name, "s3.access_key must be the store's access key, 3 to 128 characters without "
+                       "spaces", access_key)
+    secret = store.get("secret_key")
+    if not isinstance(secret, str) or not re.match(r"^\S{8,128}$", secret):
+        raise _problem(variable, name, "s3.secret_key must be the access key's secret, 8 to 128 characters without "
+                       "spaces (a vaulted string)", "(not shown)")
+    region = store.get("region") or ""
+    if region and not (isinstance(region, str) and re.match(S3_REGION_PATTERN, region)):
+        raise _problem(variable, name, "s3.region must be empty or a region name such as eu-west-1", region)
+    style = store.get("addressing_style") or "path"
+    if style not in S3_ADDRESSING_STYLES:
+        raise _problem(variable, name, "s3.addressing_style must be %s (path: https://host/bucket/key, the S3-"
+                       "compatible stores' usual; virtual: https://bucket.host/key)" % " or ".join(S3_ADDRESSING_STYLES),
+                       style)
+    ca_file = store.get("ca_file") or ""
+    if ca_file and not (isinstance(ca_file, str) and ca_file.startswith("/")):
+        raise _problem(variable, name, "s3.ca_file must be an absolute path on the controller to the PEM file of the "
+                       "CA the endpoint's certificate is signed by", ca_file)
+    if ca_file and not url.startswith("https://"):
+        raise _problem(variable, name, "s3.ca_file needs an https:// endpoint_url", url)
+    create = store.get("create_bucket", False)
+    if not isinstance(create, bool):
+        raise _problem(variable, name, "s3.create_bucket must be true or false", create)
+    return {"endpoint_url": url.rstrip("/"), "access_key": access_key, "region": region, "addressing_style": style,
+            "ca_file": ca_file, "create_bucket": create}
+
+
 def _check_users(entry, variable, name):
     """The users' names and given passwords; the message names users, never a password."""
     users = _list(entry, "users", variable, name)
@@ -496,6 +553,8 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
     if isinstance(entries, (str, bytes, dict)) or not isinstance(entries, (list, tuple)):
         raise ModelError("%s must be a list of tracking services, got %r" % (variable, entries))
     endpoints = platform_endpoints(hostvars, groups, local)
+    # The platform-wide external store, an inventory variable as the endpoints' settings are.
+    platform_s3 = _get(host_vars(hostvars, _first(groups, "mlflow", local)), "mlops_s3")
     gateway = endpoints["gateway"]
     default_port = 443 if gateway["tls"] else 80
     mlflow_hosts = _group(groups, "mlflow")
@@ -514,6 +573,7 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
             upstreams = ["%s:%d" % (host_address(hostvars, host, near), mlflow_port)
                          for host in (mlflow_hosts or [local])]
         users = _check_users(entry, variable, name)
+        store = _check_s3(entry, platform_s3, variable, name)
         secrets = secrets_dir(credentials_dir, name)
         runners = _runner_users(name, present, hostvars, groups)
         record = {
@@ -527,6 +587,11 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
             "database_password_file": secrets + "/database.password",
             "s3_secret_key_file": secrets + "/s3_secret_key",
             "users_dir": secrets + "/users",
+            # The artifact store: the platform's MinIO (a user and policy of the bucket's
+            # name, its secret generated into s3_secret_key_file), or an external store
+            # with the entry's keys (the secret key stays in the entry).
+            "s3": dict(store, external=True, ca_host_file="%s/%s.crt" % (S3_CA_DIR, name) if store["ca_file"] else "")
+            if store else {"external": False, "access_key": entry.get("bucket") or bucket_name(name)},
             "mlflow_port": mlflow_port,
             "gateway_port": gateway_port,
             "server_name": entry.get("server_name") or "",

@@ -38,6 +38,13 @@ options:
     type: str
     choices: [present, absent]
     default: present
+  create:
+    description:
+      - With O(state=present), make the bucket when it is missing. V(false) only checks that it exists and that the
+        keys may list it, and fails naming the bucket and the endpoint when it does not (a store whose buckets someone
+        else makes).
+    type: bool
+    default: true
   force:
     description:
       - With O(state=absent), delete every object and object version first. Without it, a bucket that is not empty
@@ -213,6 +220,7 @@ def main():
         argument_spec=argument_spec(
             name=dict(type="str", required=True),
             state=dict(type="str", default="present", choices=["present", "absent"]),
+            create=dict(type="bool", default=True),
             force=dict(type="bool", default=False),
             versioning=dict(type="bool"),
             noncurrent_version_days=dict(type="int"),
@@ -241,6 +249,13 @@ def main():
             if first is not None:
                 module.fail_json(msg="bucket %s is not empty (it holds %s, for one); set force: true to delete it "
                                      "with every object and version in it" % (params["name"], first.object_name))
+        if params["state"] == "present" and not current["exists"] and not params["create"]:
+            module.fail_json(msg="bucket %s does not exist on %s (NoSuchBucket), and create is false: make the bucket "
+                                 "there, or let this key make it" % (params["name"], params["endpoint_url"]))
+        if params["state"] == "present" and current["exists"] and not params["create"]:
+            # Listing proves the keys may read it (a HEAD alone says little).
+            client.call("list bucket %s" % params["name"], lambda: next(iter(
+                client.s3.list_objects(params["name"])), None))
         actions, desired = plan(current, params, quota_bytes)
         if actions and not module.check_mode:
             apply(client, params, current, lifecycle, actions, quota_bytes)

@@ -11,7 +11,9 @@ import subprocess
 import pytest
 import yaml
 
-from mlops_testing import CREDENTIALS, PROJECT, as_postgres, group_vars, host, listening, recap_changed, run_playbook
+import lab_store
+from mlops_testing import (CREDENTIALS, PROJECT, as_postgres, client_env, group_vars, host, listening, recap_changed,
+                           run_playbook, run_tutorial)
 
 HOST = "mlops-upgrade"
 HERE = pathlib.Path(__file__).parent
@@ -22,6 +24,8 @@ GROUP_VARS = group_vars("all")
 OLD = GROUP_VARS["mlflow_version"]
 ENTRIES = GROUP_VARS["mlops_tracking_services"]
 SERVICES = {entry["name"]: entry["mlflow_port"] for entry in ENTRIES}
+# The services on the platform's MinIO (the others are on the lab's store: test_external_store.py).
+ON_MINIO = [entry["name"] for entry in ENTRIES if "s3" not in entry]
 
 
 def playbook(name, extra_vars):
@@ -32,10 +36,13 @@ def runs(service, mode):
     """runs.py with the python the service runs (its venv link), against the service on loopback.
 
     MLflow 3.16.1 hands its clients presigned URLs straight to the S3 endpoint for files of
-    1 MiB and more (multipart download): this client then reaches MinIO itself, at its
-    https port, and must trust MinIO's CA, as every client of such a server must."""
-    out = node.check_output("REQUESTS_CA_BUNDLE=/etc/mlflow/s3-ca.crt /opt/mlflow/services/%s/bin/python "
-                            "/root/runs.py %s %s", service, mode, "http://127.0.0.1:%d" % SERVICES[service])
+    1 MiB and more (multipart download): this client then reaches the service's store
+    itself (MinIO at its https port, or the lab's store) and must trust that store's CA,
+    as every client of such a server must: the one the service's environment names."""
+    env = node.file("/etc/mlflow/services/%s.env" % service).content_string
+    ca = re.search(r'^AWS_CA_BUNDLE="?([^"\n]+)', env, re.M).group(1)
+    out = node.check_output("REQUESTS_CA_BUNDLE=%s /opt/mlflow/services/%s/bin/python /root/runs.py %s %s",
+                            ca, service, mode, "http://127.0.0.1:%d" % SERVICES[service])
     return json.loads(out.splitlines()[-1])
 
 
@@ -102,20 +109,21 @@ def test_the_services_reach_minio_on_its_port_over_tls(before):
     # Its only client is MLflow on this host: MinIO listens on loopback (minio_listen_address).
     assert node.socket("tcp://127.0.0.1:%d" % port).is_listening
     assert not node.socket("tcp://0.0.0.0:%d" % port).is_listening
-    for service in SERVICES:
+    for service in ON_MINIO:
         env = node.file("/etc/mlflow/services/%s.env" % service).content_string
         assert re.search(r'^MLFLOW_S3_ENDPOINT_URL="?https://127\.0\.0\.1:%d"?$' % port, env, re.M), env
         assert re.search(r'^AWS_CA_BUNDLE="?/etc/mlflow/s3-ca\.crt"?$', env, re.M), env
     assert node.file("/etc/mlflow/s3-ca.crt").content_string == (CREDENTIALS / HOST / "minio" / "ca.crt").read_text()
 
 
-def test_on_one_host_without_a_gateway_nothing_listens_beyond_loopback():
+def test_on_one_host_only_the_gateway_listens_beyond_loopback():
     """The defaults on one host: PostgreSQL (postgresql_listen_addresses), MinIO
     (minio_listen_address, loopback when it is the only MinIO host) and MLflow all on
-    loopback. (With a gateway its ports are the only others: the runner scenario's
-    platform host, where PostgreSQL is opened for the runners.)"""
+    loopback; the gateway's ports are the only others. (The runner scenario's platform
+    host opens PostgreSQL for its runners.)"""
     sockets = listening(node)
-    assert {port for address, port in sockets if address not in ("127.0.0.1", "::1")} == set(), sockets
+    gateway_ports = {entry["gateway_port"] for entry in ENTRIES}
+    assert {port for address, port in sockets if address not in ("127.0.0.1", "::1")} == gateway_ports, sockets
     assert {5432, 9100, 5001, 5002} <= {port for _address, port in sockets}, sockets
 
 
@@ -159,3 +167,29 @@ def test_a_second_upgrade_run_changes_nothing(upgraded):
     rc, _output, again = upgraded
     assert rc == 0, again[-5000:]
     assert recap_changed(again) and not any(recap_changed(again)), again[-3000:]
+
+
+@pytest.mark.parametrize("service,user", [("team-a", "alice"), ("team-b", "bob")])
+def test_the_tutorial_logs_through_the_gateway_into_each_services_store(upgraded, service, user):
+    """The seed tutorial as a data scientist runs it, through the gateway, with the new
+    version: team-a's model lands in the lab's bucket, team-b's on the platform's MinIO
+    (the lab's bucket gets nothing of it)."""
+    def models_in_lab():
+        return {item.object_name for item in lab_store.client().list_objects(lab_store.BUCKET, recursive=True)
+                if item.object_name.endswith("/MLmodel")}
+
+    before = models_in_lab()
+    done = run_tutorial(client_env(service, user, MLFLOW_HTTP_REQUEST_MAX_RETRIES="0"), timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert result["status"] == "FINISHED" and result["predictions"] > 0
+    added = models_in_lab() - before
+    assert len(added) == (1 if service == "team-a" else 0), added
+
+
+def test_check_mode_on_the_upgraded_platform_changes_nothing(upgraded):
+    """Check mode of the converge playbook on the hosts as the upgrade left them, with a
+    service on the lab's store (multi_host's check step has none)."""
+    rc, output = run_playbook("mlops.platform.site", {"mlflow_version": NEW}, "--check")
+    assert rc == 0, output[-5000:]
+    assert recap_changed(output) and not any(recap_changed(output)), output[-3000:]

@@ -186,6 +186,53 @@ def test_a_bad_password_is_named_by_its_user_never_shown():
     assert '"bob"' in str(raised.value) and "short1" not in str(raised.value)
 
 
+LAB_S3 = {"endpoint_url": "https://s3.lab.example:9000", "access_key": "lab-key", "secret_key": "lab-s3cret-key",
+          "ca_file": "/etc/lab/ca.pem"}
+
+
+def test_an_external_store_is_the_entrys_s3_over_mlops_s3_and_its_secret_stays_out():
+    own = dict(ENTRIES[1], s3=dict(LAB_S3, region="eu-west-1"))
+    team_a, team_b = records([ENTRIES[0], own])
+    assert team_a["s3"] == {"external": False, "access_key": "mlflow-team-a"}
+    assert team_b["s3"] == {"external": True, "endpoint_url": "https://s3.lab.example:9000", "access_key": "lab-key",
+                            "region": "eu-west-1", "addressing_style": "path", "ca_file": "/etc/lab/ca.pem",
+                            "ca_host_file": "/etc/mlflow/s3-ca/team-b.crt", "create_bucket": False}
+    assert team_b["bucket"] == "tenant-b" and "lab-s3cret-key" not in repr(team_b)
+    # Platform-wide: every service on it, an entry's own keys over it.
+    wide = {host: dict(values, mlops_s3={"endpoint_url": "http://rgw.example", "access_key": "platform",
+                                         "secret_key": "platform-s3cret", "addressing_style": "virtual"})
+            for host, values in HOSTVARS.items()}
+    team_a, team_b = records([ENTRIES[0], dict(ENTRIES[1], s3={"access_key": "b-key", "secret_key": "b-s3cret-1"})],
+                             hostvars=wide)
+    assert (team_a["s3"]["endpoint_url"], team_a["s3"]["access_key"], team_a["s3"]["addressing_style"]) == (
+        "http://rgw.example", "platform", "virtual")
+    assert (team_b["s3"]["endpoint_url"], team_b["s3"]["access_key"], team_b["s3"]["ca_host_file"]) == (
+        "http://rgw.example", "b-key", "")
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"endpoint_url": "s3.lab.example"}, ["s3.endpoint_url must be http(s)://host[:port]"]),
+    ({"endpoint_url": "https://key:lab-s3cret-key@s3.lab.example"}, ["s3.endpoint_url", "(not shown)"]),
+    ({"endpoint_url": "https://s3.lab.example/bucket"}, ["without a path"]),
+    ({"access_key": ""}, ["s3.access_key must be"]),
+    ({"secret_key": "short"}, ["s3.secret_key must be", "(not shown)"]),
+    ({"region": "EU West"}, ["s3.region"]),
+    ({"addressing_style": "dns"}, ["s3.addressing_style must be path or virtual"]),
+    ({"ca_file": "ca.pem"}, ["s3.ca_file must be an absolute path on the controller"]),
+    ({"endpoint_url": "http://s3.lab.example"}, ["s3.ca_file needs an https:// endpoint_url"]),
+    ({"create_bucket": "yes"}, ["s3.create_bucket must be true or false"]),
+    ({"secret": "x"}, ["s3 may have", "secret"]),
+], ids=lambda value: str(value)[:40])
+def test_every_s3_rule_names_the_entry_and_the_key_never_the_secret(change, words):
+    entry = dict(ENTRIES[0], s3=dict(LAB_S3, **change))
+    with pytest.raises(model.ModelError) as raised:
+        records([entry])
+    assert str(raised.value).startswith('mlops_tracking_services entry "team-a"')
+    assert "lab-s3cret-key" not in str(raised.value) and "short" not in str(raised.value).split(":", 1)[0]
+    for word in words:
+        assert word in str(raised.value)
+
+
 @pytest.mark.parametrize("entries", [
     [dict(ENTRIES[0]), dict(ENTRIES[1], mlflow_port=5001)],
     [dict(ENTRIES[0]), dict(ENTRIES[1], gateway_port=8443)],
