@@ -456,8 +456,8 @@ def _check_s3(entry, platform_s3, variable, name):
     style = store.get("addressing_style") or "path"
     if style not in S3_ADDRESSING_STYLES:
         raise _problem(variable, name, "s3.addressing_style must be %s (path: https://host/bucket/key, the S3-"
-                       "compatible stores' usual; virtual: https://bucket.host/key)" % " or ".join(S3_ADDRESSING_STYLES),
-                       style)
+                       "compatible stores' usual; virtual: https://bucket.host/key)"
+                       % " or ".join(S3_ADDRESSING_STYLES), style)
     ca_file = store.get("ca_file") or ""
     if ca_file and not (isinstance(ca_file, str) and ca_file.startswith("/")):
         raise _problem(variable, name, "s3.ca_file must be an absolute path on the controller to the PEM file of the "

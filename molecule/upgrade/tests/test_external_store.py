@@ -52,7 +52,7 @@ def test_the_service_holds_the_labs_endpoint_key_and_ca_and_nothing_of_minio():
     assert setting(node.file("/etc/mlflow/services/team-b.env").content_string, "AWS_ACCESS_KEY_ID") == "mlflow-team-b"
     # MLflow's unit may send packets to the lab's store (mlflow_network_restricted).
     allowed = node.check_output("systemctl show --property=IPAddressAllow --value mlflow@team-a.service")
-    assert lab_store.URL.split("//")[1].split(":")[0] in allowed.split(), allowed
+    assert lab_store.URL.split("//")[1].split(":")[0] + "/32" in allowed.split(), allowed
 
 
 @pytest.mark.parametrize("s3_change,entry_change,words", [
