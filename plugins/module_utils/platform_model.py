@@ -64,8 +64,16 @@ PUBLISHED_DEFAULTS = {
 ENTRY_KEYS = (
     "name", "state", "mlflow_port", "gateway_port", "server_name", "bucket", "users", "allow", "upstreams",
     "cors_origins", "workers", "environment", "database_pool_size", "database_max_overflow",
-    "enable_job_execution", "noncurrent_version_days", "features", "git_credentials", "s3",
+    "enable_job_execution", "noncurrent_version_days", "features", "git_credentials", "s3", "postgresql",
 )
+# A PostgreSQL server the platform does not run (a managed database): an entry's
+# `postgresql` over the platform-wide `mlops_postgresql` (inventory), each key of the
+# entry winning. Reached over TCP with TLS, its certificate verified (verify-full) with
+# ca_file; an administrative login with CREATEDB and CREATEROLE (no superuser) makes
+# each service's database and login role, as on the platform's own server.
+POSTGRESQL_KEYS = ("host", "port", "ca_file", "admin_user", "admin_password", "admin_database")
+POSTGRESQL_ROLE_PATTERN = r"^[A-Za-z_][A-Za-z0-9_]{0,62}$"
+
 # An artifact store the platform does not run (AWS S3, Ceph RGW, an institution's store, a
 # user's own MinIO): an entry's `s3`, over the platform-wide `mlops_s3` (inventory), each
 # key of the entry winning. The bucket is the entry's `bucket`; it must exist unless
@@ -471,6 +479,43 @@ def _check_s3(entry, platform_s3, variable, name):
             "ca_file": ca_file, "create_bucket": create}
 
 
+def _check_postgresql(entry, platform_postgresql, variable, name):
+    """The entry's external database server: its `postgresql` over mlops_postgresql,
+    checked; {} for the platform's. The message names the key, never the password."""
+    given = entry.get("postgresql")
+    for source, value in (("mlops_postgresql", platform_postgresql), ("postgresql", given)):
+        if value not in (None, "", {}) and not isinstance(value, dict):
+            raise _problem(variable, name, "%s must be a mapping of %s" % (source, ", ".join(POSTGRESQL_KEYS)),
+                           "(not a mapping)")
+        unknown = sorted(set(value or {}) - set(POSTGRESQL_KEYS))
+        if unknown:
+            raise _problem(variable, name, "%s may have %s" % (source, ", ".join(POSTGRESQL_KEYS)), unknown)
+    server = dict(platform_postgresql or {}, **(given or {}))
+    if not server:
+        return {}
+    host = server.get("host")
+    if not (isinstance(host, str) and re.match(HOST_PATTERN, host)):
+        raise _problem(variable, name, "postgresql.host must be the server's DNS name or IPv4 address", host)
+    port = server.get("port") or 5432
+    if not re.match(r"^[0-9]{1,5}$", str(port)) or not 1 <= int(port) <= 65535:
+        raise _problem(variable, name, "postgresql.port must be an integer from 1 to 65535", port)
+    ca_file = server.get("ca_file")
+    if not (isinstance(ca_file, str) and ca_file.startswith("/")):
+        raise _problem(variable, name, "postgresql.ca_file must be an absolute path on the controller to the PEM file "
+                       "of the CA that signs the server's certificate (the platform verifies it, verify-full)", ca_file)
+    for key in ("admin_user", "admin_database"):
+        value = server.get(key) or ("postgres" if key == "admin_database" else None)
+        if not (isinstance(value, str) and re.match(POSTGRESQL_ROLE_PATTERN, value)):
+            raise _problem(variable, name, "postgresql.%s must be a PostgreSQL name: letters, digits and underscores, "
+                           "not starting with a digit, at most 63" % key, value)
+    password = server.get("admin_password")
+    if not isinstance(password, str) or not password or re.search(r"\s", password):
+        raise _problem(variable, name, "postgresql.admin_password must be the admin_user's password, a non-empty "
+                       "string without spaces (a vaulted string)", "(not shown)")
+    return {"host": host, "port": int(port), "ca_file": ca_file, "admin_user": server["admin_user"],
+            "admin_database": server.get("admin_database") or "postgres"}
+
+
 def _check_users(entry, variable, name):
     """The users' names and given passwords; the message names users, never a password."""
     users = _list(entry, "users", variable, name)
@@ -555,6 +600,7 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
     endpoints = platform_endpoints(hostvars, groups, local)
     # The platform-wide external store, an inventory variable as the endpoints' settings are.
     platform_s3 = _get(host_vars(hostvars, _first(groups, "mlflow", local)), "mlops_s3")
+    platform_postgresql = _get(host_vars(hostvars, _first(groups, "mlflow", local)), "mlops_postgresql")
     gateway = endpoints["gateway"]
     default_port = 443 if gateway["tls"] else 80
     mlflow_hosts = _group(groups, "mlflow")
@@ -574,6 +620,7 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
                          for host in (mlflow_hosts or [local])]
         users = _check_users(entry, variable, name)
         store = _check_s3(entry, platform_s3, variable, name)
+        server = _check_postgresql(entry, platform_postgresql, variable, name)
         secrets = secrets_dir(credentials_dir, name)
         runners = _runner_users(name, present, hostvars, groups)
         record = {
@@ -581,6 +628,10 @@ def tracking_services(entries, hostvars=None, groups=None, local=None, credentia
             "state": state,
             "present": present,
             "database": database_name(name),
+            # The database server: the platform's (the postgresql group's primary), or an
+            # external one the entry names, reached over TLS (the admin password stays in
+            # the entry).
+            "postgresql": dict(server, external=True) if server else {"external": False},
             "bucket": entry.get("bucket") or bucket_name(name),
             "unit": unit_name(name),
             "secrets_dir": secrets,

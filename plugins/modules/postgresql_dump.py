@@ -22,6 +22,8 @@ description:
   - Runs on the database server, as the operating system user the task becomes (usually C(postgres)), and connects
     to the server's Unix socket with peer authentication, so there is no password. That user owns O(path), and it
     needs to be able to write in the directory of O(path).
+  - With O(login_host), dumps a server elsewhere (a managed database) over TCP as O(login_user), the password and the
+    TLS settings given to C(pg_dump) through its environment, never its command line.
 attributes:
   check_mode:
     support: full
@@ -50,6 +52,23 @@ options:
     description: The server's port (it names the socket file in O(login_unix_socket)).
     type: int
     default: 5432
+  login_host:
+    description: A server reached over TCP instead of the Unix socket.
+    type: str
+  login_user:
+    description: The role to dump as on O(login_host); it must be able to read the whole database (its owner).
+    type: str
+  login_password:
+    description: The password of O(login_user).
+    type: str
+  ssl_mode:
+    description: libpq's C(sslmode) towards O(login_host).
+    type: str
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+    default: prefer
+  ca_cert:
+    description: The CA file the server's certificate is checked with (libpq's C(sslrootcert)).
+    type: path
   mode:
     description:
       - Permissions of O(path), in octal (V('0600')) or symbolic form, as for M(ansible.builtin.file).
@@ -166,11 +185,19 @@ def dump(module, database, target_fd, target):
         module.fail_json(msg="pg_dump was not found on this host: install postgresql-client (the package that holds "
                              "pg_dump) of the server's major version")
     params = module.params
-    # --no-password: peer authentication on the socket; pg_dump never waits for a password.
-    rc, _out, err = module.run_command([
-        pg_dump, "--no-password", "--host", params["login_unix_socket"], "--port", str(params["port"]),
-        "--file", target, "--dbname", "dbname=%s" % conninfo_value(database),
-    ])
+    # --no-password: peer authentication on the socket, or the password in the environment;
+    # pg_dump never waits for one.
+    argv = [pg_dump, "--no-password", "--host", params["login_host"] or params["login_unix_socket"],
+            "--port", str(params["port"]), "--file", target, "--dbname", "dbname=%s" % conninfo_value(database)]
+    environment = {}
+    if params["login_host"]:
+        argv += ["--username", params["login_user"]] if params["login_user"] else []
+        environment = {"PGSSLMODE": params["ssl_mode"]}
+        if params["login_password"]:
+            environment["PGPASSWORD"] = params["login_password"]
+        if params["ca_cert"]:
+            environment["PGSSLROOTCERT"] = params["ca_cert"]
+    rc, _out, err = module.run_command(argv, environ_update=environment)
     if rc != 0:
         module.fail_json(msg="pg_dump of database %s failed (exit status %d): %s"
                              % (database, rc, err.strip() or "no error output"), rc=rc)
@@ -185,6 +212,12 @@ def main():
             login_unix_socket=dict(type="path", default="/var/run/postgresql"),
             port=dict(type="int", default=5432),
             mode=dict(type="raw", default="0600"),
+            login_host=dict(type="str"),
+            login_user=dict(type="str"),
+            login_password=dict(type="str", no_log=True),
+            ssl_mode=dict(type="str", default="prefer",
+                          choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),
+            ca_cert=dict(type="path"),
         ),
         supports_check_mode=True,
     )

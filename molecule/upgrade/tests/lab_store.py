@@ -1,5 +1,6 @@
-"""The lab's store (prepare.yml): a MinIO the platform does not run, on its own host with
-its own CA, as the tests reach it with the key the lab gave the platform (or another)."""
+"""The lab's storage (prepare.yml) on its own host with its own CA, which the platform does
+not run: a MinIO, as the tests reach it with the key the lab gave the platform (or
+another), and a managed-like PostgreSQL."""
 
 from urllib.parse import urlsplit
 
@@ -8,6 +9,7 @@ from minio import Minio
 
 from mlops_testing import EPHEMERAL, group_vars
 
+HOST = "mlops-upgrade-store"
 GROUP_VARS = group_vars("all")
 URL = GROUP_VARS["lab_store_url"]
 ACCESS_KEY = GROUP_VARS["lab_store_access_key"]

@@ -53,9 +53,15 @@ def state(service):
     return {
         "link": node.check_output("readlink /opt/mlflow/services/%s", service),
         "version": re.search(r"^MLOPS_MLFLOW_VERSION=\"?([^\"\n]+)", env, re.M).group(1),
-        "revision": as_postgres(node, "select version_num from alembic_version", database),
+        "revision": as_postgres(database_node(service), "select version_num from alembic_version", database),
         "running": node.service("mlflow@" + service).is_running,
     }
+
+
+def database_node(service):
+    """The host of a service's database: the lab's server for a service whose entry names one."""
+    entry = next(entry for entry in ENTRIES if entry["name"] == service)
+    return host(lab_store.HOST) if "postgresql" in entry else node
 
 
 def backups(service):

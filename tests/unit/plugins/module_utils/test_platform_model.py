@@ -233,6 +233,40 @@ def test_every_s3_rule_names_the_entry_and_the_key_never_the_secret(change, word
         assert word in str(raised.value)
 
 
+MANAGED = {"host": "pg.lab.example", "ca_file": "/etc/lab/pg-ca.pem", "admin_user": "lab_admin",
+           "admin_password": "lab-admin-pw"}
+
+
+def test_an_external_database_server_is_the_entrys_postgresql_over_mlops_postgresql_without_its_password():
+    team_a, team_b = records([ENTRIES[0], dict(ENTRIES[1], postgresql=dict(MANAGED, port=6432))])
+    assert team_a["postgresql"] == {"external": False}
+    assert team_b["postgresql"] == {"external": True, "host": "pg.lab.example", "port": 6432,
+                                    "ca_file": "/etc/lab/pg-ca.pem", "admin_user": "lab_admin",
+                                    "admin_database": "postgres"}
+    assert "lab-admin-pw" not in repr(team_b) and team_b["database"] == "mlflow_team_b"
+    wide = {host: dict(values, mlops_postgresql=MANAGED) for host, values in HOSTVARS.items()}
+    team_a, team_b = records([ENTRIES[0], dict(ENTRIES[1], postgresql={"admin_database": "defaultdb"})], hostvars=wide)
+    assert (team_a["postgresql"]["host"], team_a["postgresql"]["port"], team_b["postgresql"]["admin_database"]) == (
+        "pg.lab.example", 5432, "defaultdb")
+
+
+@pytest.mark.parametrize("change,words", [
+    ({"host": "pg.lab.example:5432"}, ["postgresql.host must be"]),
+    ({"port": 70000}, ["postgresql.port must be an integer"]),
+    ({"ca_file": ""}, ["postgresql.ca_file must be an absolute path", "verify-full"]),
+    ({"admin_user": "lab-admin"}, ["postgresql.admin_user must be a PostgreSQL name"]),
+    ({"admin_password": "lab admin pw"}, ["postgresql.admin_password must be", "(not shown)"]),
+    ({"sslmode": "disable"}, ["postgresql may have", "sslmode"]),
+], ids=lambda value: str(value)[:40])
+def test_every_postgresql_rule_names_the_entry_and_the_key_never_the_password(change, words):
+    with pytest.raises(model.ModelError) as raised:
+        records([dict(ENTRIES[0], postgresql=dict(MANAGED, **change))])
+    assert str(raised.value).startswith('mlops_tracking_services entry "team-a"')
+    assert "lab-admin-pw" not in str(raised.value) and "lab admin pw" not in str(raised.value)
+    for word in words:
+        assert word in str(raised.value)
+
+
 @pytest.mark.parametrize("entries", [
     [dict(ENTRIES[0]), dict(ENTRIES[1], mlflow_port=5001)],
     [dict(ENTRIES[0]), dict(ENTRIES[1], gateway_port=8443)],
