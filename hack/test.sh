@@ -41,7 +41,7 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([runner]=2350 [multi_host]=1550 [upgrade]=420 [minio_single]=210
+declare -A molecule_seconds=([runner]=2350 [multi_host]=1550 [upgrade]=850 [minio_single]=210
   [minio_distributed]=330 [postgresql]=710)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name

@@ -20,9 +20,12 @@ description:
     the names of its resources and its public URL are written in one place
     (C(plugins/module_utils/platform_model.py)).
   - A record has C(name), C(state), C(present) (state is not absent), C(database) (also its login role),
-    C(bucket) (also its MinIO user and policy), C(s3) (its artifact store: C(external) false for the platform's
-    MinIO, else the entry's C(s3) over the inventory's C(mlops_s3) without its secret key: C(endpoint_url),
-    C(access_key), C(region), C(addressing_style), C(ca_file), C(ca_host_file), C(create_bucket)), C(unit),
+    C(bucket) (also its MinIO user and policy), C(s3) (its artifact store, C(external) false for the platform's
+    MinIO, else the entry's C(s3) over the inventory's C(mlops_s3) without its secret key, as C(endpoint_url),
+    C(access_key), C(region), C(addressing_style), C(ca_file), C(ca_host_file), C(create_bucket)), C(postgresql)
+    (its database server, C(external) false for the platform's, else the entry's C(postgresql) over the inventory's
+    C(mlops_postgresql) without its admin password, as C(host), C(port), C(ca_file), C(admin_user),
+    C(admin_database)), C(unit),
     C(secrets_dir), C(database_password_file),
     C(s3_secret_key_file), C(users_dir) (on the controller), C(mlflow_port), C(gateway_port), C(server_name),
     C(public_host), C(public_url), C(allowed_hosts), C(cors_origins), C(allow), C(features) and
