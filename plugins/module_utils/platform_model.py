@@ -432,18 +432,24 @@ def _check_entry(entry, variable):
     return name, state
 
 
+def _overlay(entry, key, platform_value, allowed, variable, name):
+    """The entry's mapping `key` over the platform-wide one (mlops_<key>), each checked for
+    its type and keys; {} when neither is given."""
+    given = entry.get(key)
+    for source, value in (("mlops_" + key, platform_value), (key, given)):
+        if value not in (None, "", {}) and not isinstance(value, dict):
+            raise _problem(variable, name, "%s must be a mapping of %s" % (source, ", ".join(allowed)),
+                           "(not a mapping)")
+        unknown = sorted(set(value or {}) - set(allowed))
+        if unknown:
+            raise _problem(variable, name, "%s may have %s" % (source, ", ".join(allowed)), unknown)
+    return dict(platform_value or {}, **(given or {}))
+
+
 def _check_s3(entry, platform_s3, variable, name):
     """The entry's external artifact store: its `s3` over mlops_s3, checked; {} for the
     platform's MinIO. The message names the key, never the secret key."""
-    given = entry.get("s3")
-    for source, value in (("mlops_s3", platform_s3), ("s3", given)):
-        if value not in (None, "", {}) and not isinstance(value, dict):
-            raise _problem(variable, name, "%s must be a mapping of %s" % (source, ", ".join(S3_KEYS)),
-                           "(not a mapping)")
-        unknown = sorted(set(value or {}) - set(S3_KEYS))
-        if unknown:
-            raise _problem(variable, name, "%s may have %s" % (source, ", ".join(S3_KEYS)), unknown)
-    store = dict(platform_s3 or {}, **(given or {}))
+    store = _overlay(entry, "s3", platform_s3, S3_KEYS, variable, name)
     if not store:
         return {}
     url = store.get("endpoint_url")
@@ -482,15 +488,7 @@ def _check_s3(entry, platform_s3, variable, name):
 def _check_postgresql(entry, platform_postgresql, variable, name):
     """The entry's external database server: its `postgresql` over mlops_postgresql,
     checked; {} for the platform's. The message names the key, never the password."""
-    given = entry.get("postgresql")
-    for source, value in (("mlops_postgresql", platform_postgresql), ("postgresql", given)):
-        if value not in (None, "", {}) and not isinstance(value, dict):
-            raise _problem(variable, name, "%s must be a mapping of %s" % (source, ", ".join(POSTGRESQL_KEYS)),
-                           "(not a mapping)")
-        unknown = sorted(set(value or {}) - set(POSTGRESQL_KEYS))
-        if unknown:
-            raise _problem(variable, name, "%s may have %s" % (source, ", ".join(POSTGRESQL_KEYS)), unknown)
-    server = dict(platform_postgresql or {}, **(given or {}))
+    server = _overlay(entry, "postgresql", platform_postgresql, POSTGRESQL_KEYS, variable, name)
     if not server:
         return {}
     host = server.get("host")
