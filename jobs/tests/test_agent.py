@@ -13,6 +13,7 @@ import tempfile
 import threading
 import time
 
+import psycopg
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -22,10 +23,10 @@ from test_api import serve
 from test_cli import behind_gateway
 
 from mlops_jobs import cli
-from mlops_jobs.agent import Agent, drop_links
+from mlops_jobs.agent import Agent, drop_links, started_agent
 from mlops_jobs.api import create_app
 from mlops_jobs.executors import ExecutorError, LocalExecutor, PodmanExecutor
-from mlops_jobs.queue import Queue
+from mlops_jobs.queue import Queue, migrate
 
 MLFLOW_BASE = tempfile.mkdtemp(prefix="mlops-jobs-mlflow-")
 PYTHON = sys.executable  # has mlflow; the jobs' own environments do not need to
@@ -127,6 +128,35 @@ def make_agent(database, mlflow_uri, cache_dir, tmp_path):
                 agent.executor.cleanup(job.handle)
         agent.pool.shutdown()
         agent.queue.close()
+
+
+def test_the_agent_waits_in_its_process_until_the_queue_can_be_used(server, tmp_path, monkeypatch):
+    """started_agent as a platform host being rebuilt meets it: no database at the
+    address, then a database without the queue's tables, then the queue. The agent tries
+    again after 1 s, then 2 s (doubled, at most a third of the watchdog's 6 s), and
+    registers once it can; the pauses are recorded here instead of slept."""
+    database = servers.queue_database(server, migrated=False)
+    config = {"name": "waits", "executor": "local", "work_dir": str(tmp_path / "waits"), "cpus": 1,
+              "memory_mb": 1024, "services": {},
+              "database": "host=127.0.0.1 port=%d dbname=nothing user=nobody connect_timeout=5" % servers.free_port()}
+    pauses = []
+
+    def pause(seconds):
+        pauses.append(seconds)
+        if len(pauses) == 1:
+            config["database"] = database["runner"]
+        elif len(pauses) == 3:
+            name = database["owner"].split("dbname=")[1].split()[0]
+            with psycopg.connect(database["owner"], autocommit=True) as owner:
+                migrate(owner, api_role=name + "_api", runner_role=name + "_runner")
+
+    monkeypatch.setenv("WATCHDOG_USEC", "6000000")
+    agent = started_agent(config, sleep=pause)
+    try:
+        assert pauses == [1.0, 2.0, 2.0]
+        assert agent.queue.conn.execute("SELECT name FROM runners").fetchall() == [{"name": "waits"}]
+    finally:
+        agent.close()
 
 
 @pytest.fixture

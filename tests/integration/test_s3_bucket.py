@@ -107,3 +107,33 @@ def test_connection_errors_are_clear(minio):
 
     path = run_module("s3_bucket", {"name": "some-bucket"}, minio.connection(endpoint_url=minio.url + "/bucket"))
     assert path["failed"] and "must not have a path" in path["msg"]
+
+
+def test_create_false_only_checks_the_bucket_with_a_key_limited_to_it(minio):
+    """An external store's bucket as a tracking service meets it (create: false): checked
+    with the one key the store's owner gave, never made nor changed. The key's policy
+    names a missing bucket too, so the store answers NoSuchBucket for it rather than
+    AccessDenied; another bucket is refused with AccessDenied."""
+    conn = minio.connection()
+    for bucket in ("given-artifacts", "given-other"):
+        run_module("s3_bucket", {"name": bucket, "versioning": False}, conn)
+    policy = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+         "Resource": ["arn:aws:s3:::given-artifacts", "arn:aws:s3:::given-missing"]},
+        {"Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+         "Resource": ["arn:aws:s3:::given-artifacts/*", "arn:aws:s3:::given-missing/*"]}]}
+    run_module("minio_policy", {"name": "given-rw", "policy": policy}, conn)
+    run_module("minio_user", {"name": "given-key", "secret": "given-secret-123", "policies": ["given-rw"]}, conn)
+    key = minio.connection(access_key="given-key", secret_key="given-secret-123")
+
+    own = run_module("s3_bucket", {"name": "given-artifacts", "create": False}, key)
+    assert not own.get("failed") and own["changed"] is False, own
+
+    missing = run_module("s3_bucket", {"name": "given-missing", "create": False}, key)
+    assert missing["failed"] and "bucket given-missing does not exist" in missing["msg"], missing["msg"]
+    assert "NoSuchBucket" in missing["msg"]
+    assert not minio.client().bucket_exists("given-missing")
+
+    other = run_module("s3_bucket", {"name": "given-other", "create": False}, key)
+    assert other["failed"] and "access key 'given-key' is not allowed" in other["msg"], other["msg"]
+    assert "AccessDenied" in other["msg"]

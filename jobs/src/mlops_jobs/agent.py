@@ -34,6 +34,7 @@ import threading
 import time
 
 import mlflow.artifacts
+import psycopg
 from mlflow.entities import Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -431,11 +432,16 @@ class Agent(object):
             return 0.05
         return 0.25 if self.jobs else self.config["poll_seconds"]
 
-    def serve(self):
-        notify_systemd(b"WATCHDOG=1")
+    def start(self):
         self.register()
         self.reconcile()
         self.queue.listen()
+
+    def close(self):
+        self.pool.shutdown()
+        self.queue.close()
+
+    def serve(self):
         signal.signal(signal.SIGTERM, self.request_stop)
         while not (self.stopping and not self.jobs):
             # Alive: one ping per turn of the loop. A loop stuck longer than the unit's
@@ -449,6 +455,32 @@ class Agent(object):
         """SIGTERM: claim nothing more, finish what runs (drain), then exit."""
         LOG.info("stopping: claiming nothing more, waiting for %d jobs", len(self.jobs))
         self.stopping = True
+
+
+def started_agent(config, sleep=time.sleep):
+    """An Agent of config, registered and listening, once the queue lets it start. While
+    its database cannot be reached or is not ready (the platform host restarting, being
+    restored or replaced), it tries again in this process after a growing pause (1 s,
+    doubled each time, at most 30 s and a third of the unit's watchdog), pinging systemd
+    before each try. Exiting for systemd to restart it would import MLflow again on every
+    try: seconds of CPU each time, on every runner at once."""
+    watchdog = int(os.environ.get("WATCHDOG_USEC") or 0) / 1e6
+    longest = min(30.0, watchdog / 3) if watchdog else 30.0
+    pause = min(1.0, longest)
+    while True:
+        notify_systemd(b"WATCHDOG=1")
+        agent = None
+        try:
+            agent = Agent(config)
+            agent.start()
+            return agent
+        except psycopg.Error as exc:
+            if agent is not None:
+                agent.close()
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            LOG.warning("the queue cannot be used yet (%s): trying again in %.0f s", reason, pause)
+            sleep(pause)
+            pause = min(pause * 2, longest)
 
 
 def notify_systemd(message):
@@ -510,5 +542,5 @@ def main(argv=None):
         queue = Queue(config["database"])
         queue.set_draining(config.get("name") or socket.gethostname(), args.drain)
         return 0
-    Agent(config).serve()
+    started_agent(config).serve()
     return 0

@@ -89,21 +89,19 @@ def test_its_database_is_on_the_labs_server_made_by_the_admin_login_and_closed_t
     assert as_postgres(node, "SELECT count(*) FROM pg_roles WHERE rolname = 'mlflow_team_a'") == "0"
 
 
+# Each case is a run of the mlflow play (about a minute on a busy CI machine): one per
+# place a refusal comes from, the S3 check, the database CA and the admin login's rights.
+# The store's other answers to the S3 check (NoSuchBucket, AccessDenied, TLS failures) are
+# the s3_bucket module's, tested in tests/integration/test_s3_bucket.py.
 @pytest.mark.parametrize("change,words", [
     ({"s3": {"secret_key": "not-the-lab-secret"}},
      ["The s3 settings of tracking service team-a", "refused the credentials of access key 'lab-mlflow'",
       "SignatureDoesNotMatch"]),
-    ({"bucket": "lab-missing"}, ["The s3 settings", "bucket lab-missing does not exist", "NoSuchBucket"]),
-    ({"bucket": "lab-other"}, ["The s3 settings", "access key 'lab-mlflow' is not allowed", "AccessDenied"]),
-    ({"s3": {"ca_file": str(lab_store.OTHER_CA)}}, ["The s3 settings", "TLS failure", "certificate verify failed"]),
-    ({"postgresql": {"admin_password": "not-the-admin-password"}},
-     ["The postgresql settings of tracking service team-a", "admin_user lab_admin",
-      'password authentication failed for user "lab_admin"']),
-    ({"postgresql": {"ca_file": str(lab_store.OTHER_CA)}}, ["The postgresql settings", "certificate verify failed"]),
+    ({"postgresql": {"ca_file": str(lab_store.OTHER_CA)}},
+     ["The postgresql settings of tracking service team-a", "admin_user lab_admin", "certificate verify failed"]),
     ({"postgresql": {"admin_user": "lab_roles_only"}},
      ["The postgresql settings", "lab_roles_only", "has no CREATEDB and CREATEROLE"]),
-], ids=["refused key", "missing bucket", "bucket the key may not use", "S3 CA that does not match",
-        "refused admin login", "database CA that does not match", "admin login without CREATEDB"])
+], ids=["refused key", "database CA that does not match", "admin login without CREATEDB"])
 def test_a_bad_storage_setting_is_refused_before_the_service_changes(change, words):
     before = service_state()
     bad = dict(TEAM_A, **{key: dict(TEAM_A[key], **value) if isinstance(value, dict) else value
