@@ -126,8 +126,7 @@ def make_agent(database, mlflow_uri, cache_dir, tmp_path):
         for job in list(agent.jobs.values()):
             if job.handle:
                 agent.executor.cleanup(job.handle)
-        agent.pool.shutdown()
-        agent.queue.close()
+        agent.close()
 
 
 def test_the_agent_waits_in_its_process_until_the_queue_can_be_used(server, tmp_path, monkeypatch):
