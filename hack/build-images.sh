@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Build the Debian images the test hosts and the demo sandbox boot from: debootstrap,
 # systemd as PID 1, python3 for Ansible, the machine's CA bundle (so pip and apt inside
-# work behind the same TLS setup as this machine). No registry is needed. An image is
-# rebuilt only when its recipe (this file) changed.
+# work behind the same TLS setup as this machine), and a cache of the code Python compiles
+# from Ansible's zipped modules (hack/image/usercustomize.py says why). No registry is
+# needed. An image is rebuilt only when its recipe (this file and that one) changed.
 #   hack/build-images.sh [12] [13]
 set -euo pipefail
 # shellcheck source=hack/lib.sh
@@ -11,7 +12,8 @@ need_root "building system container images"
 
 declare -A suites=([12]=bookworm [13]=trixie)
 packages=python3,python3-apt,systemd,systemd-sysv,dbus,sudo,ca-certificates,iproute2,procps,gnupg,locales
-recipe=$(sha256sum "$0" | cut -c1-16)
+customize="$repo_root/hack/image/usercustomize.py"
+recipe=$(cat "$0" "$customize" | sha256sum | cut -c1-16)
 
 # The mirror this machine's apt already uses, so the images need nothing else.
 debian_mirror() {
@@ -47,6 +49,9 @@ build() {
   chroot "$root" locale-gen >/dev/null
   echo 'LANG=C.UTF-8' >"$root/etc/default/locale"
   rm -rf "$root/var/cache/apt/archives/"*.deb
+  local site
+  site=$(HOME=/root chroot "$root" python3 -c 'import site; print(site.getusersitepackages())')
+  install -D -m 0644 "$customize" "$root$site/usercustomize.py"
   tar -C "$root" -c . | podman import --quiet \
     --change 'CMD ["/sbin/init"]' \
     --change "LABEL mlops.platform.recipe=$recipe" \

@@ -41,8 +41,8 @@ stage_integration() {
 # Scenario seconds, create to destroy, as measured beside another scenario (CI's two
 # lanes; less the steps their steps-covered files skip): only for splitting the
 # scenarios between lanes.
-declare -A molecule_seconds=([runner]=4200 [multi_host]=3850 [upgrade]=1750 [minio_single]=290
-  [minio_distributed]=330 [postgresql]=950)
+declare -A molecule_seconds=([runner]=4200 [multi_host]=2700 [upgrade]=1750 [minio_single]=290
+  [minio_distributed]=370 [postgresql]=950)
 
 run_scenario() { # scenario: on its Debian versions, output lines prefixed with its name
   local s=$1 versions="12 13"
